@@ -1,0 +1,36 @@
+"""detsched: deterministic concurrency testing for Python threads.
+
+Run a test under a controlled scheduler that lets exactly one thread run at a time and decides
+every interleaving; explore many of them, stop at the first failure, and replay it from a short
+schedule string::
+
+    report = detsched.explore(test, runs=1000)
+    if report.failure:
+        print(report.failure.schedule.dumps())     # 'ds1:...'
+    detsched.replay(test, "ds1:...")                # the same failure, every time
+"""
+
+from .errors import (
+    DetschedError as DetschedError,
+    DetschedInternalError as DetschedInternalError,
+    DetschedUsageError as DetschedUsageError,
+    ReplayDiverged as ReplayDiverged,
+    ScheduleError as ScheduleError,
+)
+from .explorer import explore as explore, replay as replay
+from .report import Failure as Failure, Report as Report
+from .schedule import Schedule as Schedule
+from .scheduler import Op, current
+
+__version__ = "0.1.0"
+
+
+def yield_point() -> None:
+    """An explicit scheduling point: let the strategy run another thread here (no-op outside a run)."""
+    me = current()
+    if me is not None:
+        me.sched.wait(me, Op("yield_point"))
+
+
+__all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
+           "Report", "Schedule", "ScheduleError", "explore", "replay", "yield_point"]

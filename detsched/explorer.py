@@ -1,0 +1,158 @@
+"""Exploration and replay: run a target many times under a strategy, stop at the first failure,
+shrink its schedule, and replay it with tracing to build the report."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from . import threads
+from .clock import real_monotonic
+from .errors import DetschedUsageError, ReplayDiverged, ScheduleError
+from .patching import Patcher
+from .report import Failure, Report
+from .schedule import Schedule, fingerprint
+from .scheduler import FailureInfo, RunResult, Scheduler
+from .shrink import Outcome, shrink
+from .strategies import PositionReplay, Replay, make_strategy
+from .targets import Target, resolve
+
+#: Largest ``runs`` accepted; more is almost certainly a typo.
+MAX_RUNS = 10**9
+#: Failures whose replay is not worth shrinking: a livelock always runs to the step bound, and a
+#: thread blocked outside control costs the watchdog's whole timeout per run.
+_NOT_SHRUNK = ("livelock", "blocked")
+
+
+def _check_options(runs: int, depth: int, max_steps: int) -> None:
+    if not isinstance(runs, int) or not 1 <= runs <= MAX_RUNS:
+        raise DetschedUsageError(f"runs must be an integer from 1 to {MAX_RUNS}, got {runs!r}")
+    if not isinstance(depth, int) or not 1 <= depth <= 100:
+        raise DetschedUsageError(f"depth must be an integer from 1 to 100, got {depth!r}")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise DetschedUsageError(f"max_steps must be a positive integer, got {max_steps!r}")
+
+
+def seed_from_environment(seed: int) -> int:
+    """``DETSCHED_SEED`` overrides the seed, so a CI log's seed can be reused without editing code."""
+    text = os.environ.get("DETSCHED_SEED")
+    if text is None:
+        return seed
+    try:
+        return int(text)
+    except ValueError:
+        raise DetschedUsageError(f"invalid DETSCHED_SEED {text!r}: expected an integer") from None
+
+
+def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False) -> RunResult:
+    """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
+    strategy.new_execution(run_index)
+    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing)
+    patcher = Patcher()
+    patcher.install()
+    try:
+        main_thread = threads.make_main_thread()
+        result = sched.run(main_thread, lambda: threads.run_registered(main_thread, lambda: _call(target)))
+    finally:
+        patcher.restore()
+    if result.usage_error is not None:
+        raise result.usage_error
+    return result
+
+
+def _call(target: Target) -> None:
+    outcome = target.function()
+    if hasattr(outcome, "__await__"):
+        close = getattr(outcome, "close", None)
+        if close is not None:
+            close()
+        raise DetschedUsageError(f"{target.spec} returned an awaitable; asyncio targets are not supported yet")
+
+
+def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,
+            max_steps: int = 100_000, progress: Callable[[int], None] | None = None) -> Report:
+    """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
+
+    The same (target, strategy, seed) explores the same runs, bit for bit, on any machine.
+    """
+    _check_options(runs, depth, max_steps)
+    resolved = resolve(target)
+    seed = seed_from_environment(seed)
+    chooser = make_strategy(strategy, seed=seed, depth=depth)
+    started = real_monotonic()
+    for index in range(runs):
+        result = run_once(resolved, chooser, index, max_steps)
+        if progress is not None:
+            progress(index + 1)
+        if result.failure is not None:
+            schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
+                                tuple(result.deviations))
+            failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
+            return Report(failure, index + 1, strategy, seed, real_monotonic() - started)
+    return Report(None, runs, strategy, seed, real_monotonic() - started)
+
+
+def _same_failure(a: FailureInfo, b: FailureInfo) -> bool:
+    return a.kind == b.kind and type(a.exception) is type(b.exception)
+
+
+def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, max_steps: int) -> Failure:
+    """Shrink the failing schedule, then replay it with tracing to build the report."""
+    if found.kind not in _NOT_SHRUNK:
+        def attempt(candidate):
+            result = run_once(target, PositionReplay(candidate), 0, max_steps)
+            failed = result.failure is not None and _same_failure(result.failure, found)
+            return Outcome(failed, tuple(result.positions), result.choice_points, tuple(result.choices))
+
+        positions = shrink(positions, schedule.steps, attempt)
+        shrunk = run_once(target, PositionReplay(positions), 0, max_steps)
+        schedule = Schedule(schedule.target, schedule.strategy, schedule.seed, schedule.run_index,
+                            shrunk.choice_points, tuple(shrunk.deviations))
+    if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
+        return _failure(found, schedule, target, (), ())
+    traced = run_once(target, Replay(schedule), 0, max_steps, tracing=True)
+    if traced.failure is None or not _same_failure(traced.failure, found):
+        note = ("this failure did not happen again when its schedule was replayed: the test depends on "
+                "something besides thread scheduling (wall time, randomness, I/O, state left by earlier runs)")
+        return _failure(found, schedule, target, tuple(traced.trace), (note,))
+    return _failure(traced.failure, schedule, target, tuple(traced.trace), ())
+
+
+def _failure(info: FailureInfo, schedule: Schedule, target: Target, trace, notes) -> Failure:
+    return Failure(info.kind, info.message, schedule, schedule.run_index, info.thread, info.details,
+                   target.spec, trace, info.exception, notes)
+
+
+def load_schedule(schedule) -> Schedule:
+    if isinstance(schedule, Schedule):
+        return schedule
+    if not isinstance(schedule, str):
+        raise ScheduleError(f"expected a schedule string like 'ds1:...', got {type(schedule).__name__}")
+    return Schedule.loads(schedule)
+
+
+def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
+    """Replay ``schedule`` against ``target``: the failure it reproduces, or None if the run passes.
+
+    Raises ``ReplayDiverged`` when the program no longer follows the schedule, and ``ScheduleError``
+    when the schedule is corrupt or was recorded for another target.
+    """
+    resolved = resolve(target)
+    recorded = load_schedule(schedule)
+    expected = fingerprint(resolved.name)
+    if recorded.target != expected:
+        raise ScheduleError(
+            f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
+            f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
+        )
+    result = run_once(resolved, Replay(recorded), 0, max_steps, tracing=True)
+    if result.failure is None:
+        if result.choice_points != recorded.steps:
+            raise ReplayDiverged(min(result.choice_points, recorded.steps),
+                                 f"the run made {result.choice_points} decisions where the schedule recorded "
+                                 f"{recorded.steps}, and passed")
+        return None
+    notes = ()
+    if result.failure.kind not in _NOT_SHRUNK and result.choice_points != recorded.steps:
+        notes = (f"the run made {result.choice_points} decisions where the schedule recorded {recorded.steps}",)
+    return _failure(result.failure, recorded, resolved, tuple(result.trace), notes)

@@ -1,0 +1,115 @@
+"""Controlled ``concurrent.futures.ThreadPoolExecutor``.
+
+The stdlib pool feeds workers through a C ``SimpleQueue`` and a module-level lock made at import,
+and its worker count depends on the machine's CPU count; this twin hands work over at scheduling
+points and uses a fixed default worker count, so a schedule replays on any machine. Futures are the
+stdlib's ``Future``: made during a run, they wait on controlled conditions. ``wait``,
+``as_completed`` and ``Executor.map`` are the stdlib's, running on controlled primitives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from concurrent.futures import Executor, Future
+from concurrent.futures.thread import BrokenThreadPool
+
+from .scheduler import Op, current
+from .sync import make_label
+
+#: Workers when ``max_workers`` is not given. The stdlib derives it from the CPU count; a fixed
+#: number keeps schedules identical across machines.
+DEFAULT_MAX_WORKERS = 8
+
+_pool_numbers = itertools.count()
+
+
+def reset_pool_numbers() -> None:
+    """Pool names restart in every run, as thread names do."""
+    global _pool_numbers
+    _pool_numbers = itertools.count()
+
+
+class ThreadPoolExecutor(Executor):
+    """``concurrent.futures.ThreadPoolExecutor`` under control."""
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "",
+                 initializer=None, initargs=()):
+        if max_workers is None:
+            max_workers = DEFAULT_MAX_WORKERS
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_pool_numbers)}"
+        self._initializer, self._initargs = initializer, initargs
+        self._work: deque = deque()
+        self._threads: list[threading.Thread] = []
+        self._idle_workers = 0
+        self._shutdown = False
+        self._broken: str | None = None
+        self.label = make_label("ThreadPoolExecutor")
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("submit", self))
+        if self._broken:
+            raise BrokenThreadPool(self._broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future = Future()
+        self._work.append((future, fn, args, kwargs))
+        if self._idle_workers == 0 and len(self._threads) < self._max_workers:
+            worker = threading.Thread(name=f"{self._thread_name_prefix}_{len(self._threads)}",
+                                      target=self._worker)
+            self._threads.append(worker)
+            worker.start()
+        return future
+
+    def _has_work(self) -> bool:
+        return bool(self._work) or self._shutdown
+
+    def _worker(self) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException:
+                self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+                while self._work:
+                    future = self._work.popleft()[0]
+                    future.set_exception(BrokenThreadPool(self._broken))
+                return
+        me = current()
+        while True:
+            self._idle_workers += 1
+            me.idle = True  # blocked here at the end of a test is not a leak
+            me.sched.wait(me, Op("wait-for-work", self, self._has_work))
+            me.idle = False
+            self._idle_workers -= 1
+            if not self._work:
+                return  # shut down
+            future, fn, args, kwargs = self._work.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del future, fn, args, kwargs
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("shutdown", self))
+        self._shutdown = True
+        if cancel_futures:
+            while self._work:
+                self._work.popleft()[0].cancel()
+        if wait:
+            for worker in self._threads:
+                worker.join()

@@ -1,0 +1,288 @@
+"""Instrumentation by patching: swap the standard library's threading, queue, time and
+concurrent.futures for controlled twins for the duration of one run, and restore everything after.
+
+Unmodified user code binds these names in many ways, and each is covered:
+- ``threading.Lock()`` at call time: module attributes are replaced;
+- ``from threading import Lock`` / ``from time import sleep`` at import: the bound names in loaded
+  user modules are replaced, as freezegun does for ``datetime``;
+- ``LOCK = threading.Lock()`` at module level, class attributes, and attributes of module-level
+  objects: each real primitive is swapped for a twin in the same state, fresh for every run;
+- ``class Worker(threading.Thread)`` defined at import: the real Thread class gets controlled methods.
+
+Calls from threads detsched does not control (pytest's own, a watchdog) still reach the real
+functions: every patched function checks who is calling.
+"""
+
+from __future__ import annotations
+
+import _thread
+import concurrent.futures
+import concurrent.futures.thread
+import os
+import queue
+import sys
+import sysconfig
+import threading
+import time
+
+from . import clock as clock_module
+from . import futures, queues, sync, threads
+from .errors import DetschedUsageError
+from .scheduler import Op, current
+
+_MISSING = object()
+
+#: Top-level packages whose modules are never rewritten: detsched itself and the test machinery
+#: that runs around it.
+INFRASTRUCTURE = frozenset({
+    "detsched", "pytest_detsched", "pytest", "_pytest", "pluggy", "hypothesis", "_hypothesis_pytestplugin",
+    "coverage", "xdist", "execnet", "iniconfig", "packaging", "py", "_distutils_hack", "pkg_resources",
+    "setuptools", "pip", "sortedcontainers", "attr", "attrs", "exceptiongroup", "tomli", "pygments",
+    "_pytest_timeout", "pytest_timeout", "pytest_cov", "typing_extensions",
+})
+
+_STDLIB_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
+_SITE_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
+
+_REAL_LOCK_TYPE = type(_thread.allocate_lock())
+_REAL_RLOCK_TYPE = type(threading.RLock())
+
+
+def _virtual(real, virtual):
+    def patched(*args):
+        me = current()
+        return real(*args) if me is None else virtual(me.sched.clock, *args)
+
+    patched.__name__, patched.__doc__ = real.__name__, real.__doc__
+    return patched
+
+
+def _sleep(clock, seconds):
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    me = current()
+    if seconds == 0:
+        me.spinning = True  # sleep(0) is how Python code says "let others run"
+        me.sched.wait(me, Op("sleep", None))
+    else:
+        me.sched.wait(me, Op(f"sleep({seconds:g})", None, _never, clock.deadline(seconds)))
+
+
+def _never() -> bool:
+    return False
+
+
+def _unsupported(what: str, real):
+    def refuse(*args, **kwargs):
+        if current() is None:
+            return real(*args, **kwargs)
+        raise DetschedUsageError(
+            f"{what} is not supported under detsched: a child process would run outside its control. "
+            "Test the threaded part on its own, or fake the process boundary."
+        )
+
+    return refuse
+
+
+def _module_patches() -> list[tuple[object, str, object]]:
+    """(owner, attribute, controlled value) for every stdlib name detsched replaces."""
+    real_time = time
+    patches = [
+        (threading, "Lock", sync.Lock), (threading, "RLock", sync.RLock),
+        (threading, "Condition", sync.Condition), (threading, "Semaphore", sync.Semaphore),
+        (threading, "BoundedSemaphore", sync.BoundedSemaphore), (threading, "Event", sync.Event),
+        (threading, "Barrier", sync.Barrier), (threading, "main_thread", threads.main_thread),
+        (threading, "enumerate", threads.enumerate_threads), (threading, "active_count", threads.active_count),
+        (threading, "_counter", threads.fresh_name_counter()),
+        (queue, "Queue", queues.Queue), (queue, "LifoQueue", queues.LifoQueue),
+        (queue, "PriorityQueue", queues.PriorityQueue), (queue, "SimpleQueue", queues.SimpleQueue),
+        (concurrent.futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
+        (concurrent.futures.thread, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
+        (real_time, "sleep", _virtual(real_time.sleep, _sleep)),
+        (real_time, "monotonic", _virtual(real_time.monotonic, lambda c: c.monotonic())),
+        (real_time, "monotonic_ns", _virtual(real_time.monotonic_ns, lambda c: int(c.monotonic() * 1e9))),
+        (real_time, "perf_counter", _virtual(real_time.perf_counter, lambda c: c.monotonic())),
+        (real_time, "perf_counter_ns", _virtual(real_time.perf_counter_ns, lambda c: int(c.monotonic() * 1e9))),
+        (real_time, "time", _virtual(real_time.time, lambda c: c.wall())),
+        (real_time, "time_ns", _virtual(real_time.time_ns, lambda c: int(c.wall() * 1e9))),
+    ]
+    monotonic = patches[-5][2]
+    patches += [(threading, "_time", monotonic), (queue, "time", monotonic)]
+    if hasattr(threading, "activeCount"):
+        patches.append((threading, "activeCount", threads.active_count))
+    for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            patches.append((os, name, _unsupported(f"os.{name}()", getattr(os, name))))
+    try:
+        import _posixsubprocess
+    except ImportError:  # not on Windows
+        pass
+    else:
+        patches.append((_posixsubprocess, "fork_exec",
+                        _unsupported("starting a subprocess", _posixsubprocess.fork_exec)))
+    for name, method in threads.THREAD_METHODS.items():
+        patches.append((threading.Thread, name, method))
+    return patches
+
+
+def _real_values() -> dict[int, object]:
+    """Controlled twin by id() of each real stdlib callable a user module may have bound."""
+    twins = {}
+    for owner, name, value in _module_patches():
+        real = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        if real is not _MISSING and callable(real) and not isinstance(owner, type) and not name.startswith("_"):
+            twins[id(real)] = (real, value)
+    twins[id(_thread.allocate_lock)] = (_thread.allocate_lock, sync.Lock)
+    return twins
+
+
+_REAL_TWINS = _real_values()
+
+
+def _is_user_module(module) -> bool:
+    name = getattr(module, "__name__", "")
+    if not isinstance(name, str) or name.partition(".")[0] in INFRASTRUCTURE:
+        return False
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    path = os.path.realpath(path)
+    return not path.startswith(_STDLIB_DIRS) or path.startswith(_SITE_DIRS)
+
+
+class _Twins:
+    """Makes, for one run, a controlled twin of each real primitive found in user modules."""
+
+    def __init__(self):
+        self.made: dict[int, object] = {}  # id(real) -> twin; the real objects stay referenced below
+        self.keep: list[object] = []
+
+    def twin(self, value, label: str):
+        known = self.made.get(id(value))
+        if known is not None:
+            return known
+        made = self._make(value, label)
+        if made is not None:
+            self.made[id(value)] = made
+            self.keep.append(value)
+        return made
+
+    def _make(self, value, label: str):
+        kind = type(value)
+        if kind is _REAL_LOCK_TYPE:
+            twin = sync.Lock(label=f"Lock({label})")
+            twin._locked = value.locked()
+            return twin
+        if kind is _REAL_RLOCK_TYPE:
+            return sync.RLock(label=f"RLock({label})")
+        if kind is _RealCondition:
+            return sync.Condition(self.twin(value._lock, label + "._lock") or sync.RLock(label=label),
+                                  label=f"Condition({label})")
+        if kind in (_RealSemaphore, _RealBoundedSemaphore):
+            cls = sync.BoundedSemaphore if kind is _RealBoundedSemaphore else sync.Semaphore
+            twin = cls(getattr(value, "_initial_value", value._value), label=f"{cls.__name__}({label})")
+            twin._value = value._value
+            return twin
+        if kind is _RealEvent:
+            twin = sync.Event(label=f"Event({label})")
+            twin._flag = value.is_set()
+            return twin
+        if kind is _RealBarrier:
+            return sync.Barrier(value.parties, value._action, value._timeout, label=f"Barrier({label})")
+        if kind in _QUEUE_TWINS:
+            twin = _QUEUE_TWINS[kind](value.maxsize, label=f"{kind.__name__}({label})")
+            for item in list(value.queue):
+                twin._put(item)
+            twin.unfinished_tasks = value.unfinished_tasks
+            return twin
+        if kind is _RealSimpleQueue:
+            twin = queues.SimpleQueue(label=f"SimpleQueue({label})")
+            drained = []
+            while True:
+                try:
+                    drained.append(value.get_nowait())
+                except queue.Empty:
+                    break
+            for item in drained:
+                value.put(item)
+            twin._items.extend(drained)
+            return twin
+        return None
+
+
+_RealCondition, _RealSemaphore, _RealBoundedSemaphore = threading.Condition, threading.Semaphore, threading.BoundedSemaphore
+_RealEvent, _RealBarrier, _RealSimpleQueue = threading.Event, threading.Barrier, queue.SimpleQueue
+_QUEUE_TWINS = {queue.Queue: queues.Queue, queue.LifoQueue: queues.LifoQueue, queue.PriorityQueue: queues.PriorityQueue}
+
+
+class Patcher:
+    """Installs the controlled world for one run; ``restore`` puts every replaced value back."""
+
+    def __init__(self):
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _set(self, owner, name: str, value) -> None:
+        if isinstance(owner, dict):
+            self._saved.append((owner, name, owner.get(name, _MISSING)))
+            owner[name] = value
+            return
+        current_value = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        self._saved.append((owner, name, current_value))
+        setattr(owner, name, value)
+
+    def install(self) -> None:
+        try:
+            for owner, name, value in _module_patches():
+                self._set(owner, name, value)
+            futures.reset_pool_numbers()
+            self._swap_user_modules()
+        except BaseException:
+            self.restore()
+            raise
+
+    def _swap_user_modules(self) -> None:
+        twins = _Twins()
+        for module in list(sys.modules.values()):
+            if module is None or not _is_user_module(module):
+                continue
+            namespace = module.__dict__
+            for name, value in list(namespace.items()):
+                self._swap_value(namespace, name, value, f"{module.__name__}.{name}", twins)
+                if isinstance(value, type) and value.__module__ == module.__name__:
+                    for attr, member in list(vars(value).items()):
+                        self._swap_value(value, attr, member, f"{module.__name__}.{name}.{attr}", twins)
+                elif type(value).__module__ == module.__name__ and hasattr(value, "__dict__"):
+                    for attr, member in list(vars(value).items()):
+                        self._swap_value(value.__dict__, attr, member, f"{module.__name__}.{name}.{attr}", twins)
+
+    def _swap_value(self, owner, name: str, value, label: str, twins: _Twins) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            return
+        bound = _REAL_TWINS.get(id(value))
+        if bound is not None and bound[0] is value:
+            self._set(owner, name, bound[1])
+            return
+        twin = twins.twin(value, label)
+        if twin is not None:
+            self._set(owner, name, twin)
+
+    def restore(self) -> None:
+        while self._saved:
+            owner, name, value = self._saved.pop()
+            if isinstance(owner, dict):
+                if value is _MISSING:
+                    owner.pop(name, None)
+                else:
+                    owner[name] = value
+            elif value is _MISSING:
+                try:
+                    delattr(owner, name)
+                except AttributeError:
+                    pass
+            else:
+                setattr(owner, name, value)
+
+
+def real_clock_functions():
+    """The real time functions, for code that must measure wall time during a run."""
+    return clock_module.real_monotonic, clock_module.real_sleep

@@ -1,0 +1,160 @@
+"""Schedules: the decisions of one run, as a frozen value, a short string and a JSON file.
+
+A run is a sequence of *decisions*; at each one the scheduler picks an integer (which logical thread
+runs next). Most decisions follow the default policy -- keep running the current thread if it can
+run, otherwise the lowest-numbered thread that can -- so a schedule stores only the decisions that
+deviate from it, as ``(step, value)`` pairs. A two-thread lost update is one or two deviations.
+
+String layout (``ds1:`` + unpadded URL-safe base64 of)::
+
+    varint  len(strategy), strategy name (ASCII)
+    varint  seed (zig-zag), run_index, steps, len(deviations)
+    varint  for each deviation: step delta from the previous deviation, value
+    4 bytes target fingerprint (CRC-32 of the target's name, big-endian)
+    4 bytes CRC-32 of everything before it (big-endian)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import ScheduleError
+
+#: The version written in front of every schedule string; bump it when the layout or the meaning of
+#: a decision changes, so that old strings are refused with a clear message instead of misreplayed.
+FORMAT_VERSION = 1
+_PREFIX = f"ds{FORMAT_VERSION}:"
+
+
+def fingerprint(target_name: str) -> int:
+    """Identify a target across machines: a checksum of its name, never of its code (a fix must
+    still replay the schedule that found the bug)."""
+    return zlib.crc32(target_name.encode())
+
+
+def default_task(runnable, current):
+    """The choice a schedule does not need to store: keep running the current thread when it can,
+    otherwise the lowest-numbered runnable thread. Shrinking moves schedules towards this policy."""
+    return current if current in runnable else runnable[0]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The decisions of one run that deviate from the default policy, plus where they came from."""
+
+    target: int  # fingerprint() of the target
+    strategy: str
+    seed: int
+    run_index: int
+    steps: int  # number of decisions the recorded run made; replay checks it
+    # Invariant: steps strictly increase, and every step < self.steps
+    deviations: tuple[tuple[int, int], ...] = field(default=())
+
+    def __post_init__(self):
+        steps = [s for s, _ in self.deviations]
+        if steps != sorted(set(steps)) or (steps and (steps[0] < 0 or steps[-1] >= self.steps)):
+            raise ScheduleError(f"corrupt schedule: deviation steps {steps} out of order or range")
+
+    @property
+    def preemptions(self) -> int:
+        return len(self.deviations)
+
+    def dumps(self) -> str:
+        out = bytearray()
+        name = self.strategy.encode("ascii")
+        _put_varint(out, len(name))
+        out += name
+        for number in (_zigzag(self.seed), self.run_index, self.steps, len(self.deviations)):
+            _put_varint(out, number)
+        previous = 0
+        for step, value in self.deviations:
+            _put_varint(out, step - previous)
+            _put_varint(out, value)
+            previous = step
+        out += self.target.to_bytes(4, "big")
+        out += zlib.crc32(out).to_bytes(4, "big")
+        return _PREFIX + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+    @classmethod
+    def loads(cls, text: str) -> Schedule:
+        text = text.strip().strip("'\"")
+        head, sep, body = text.partition(":")
+        if not sep or not head.startswith("ds"):
+            raise ScheduleError(f"not a detsched schedule: {text[:40]!r} (schedules start with {_PREFIX!r})")
+        if head != _PREFIX[:-1]:
+            raise ScheduleError(
+                f"schedule format {head!r} is not supported by this detsched, which reads {_PREFIX[:-1]!r}; "
+                "record the schedule again with this version"
+            )
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise ScheduleError(f"corrupt schedule: {exc}") from None
+        if len(raw) < 9 or zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "big"):
+            raise ScheduleError("corrupt or truncated schedule: checksum mismatch (was it copied whole?)")
+        reader = _Reader(raw[:-8])
+        try:
+            strategy = reader.take(reader.varint()).decode("ascii")
+            seed = _unzigzag(reader.varint())
+            run_index, steps, count = reader.varint(), reader.varint(), reader.varint()
+            deviations, step = [], 0
+            for _ in range(count):
+                step += reader.varint()
+                deviations.append((step, reader.varint()))
+        except (IndexError, UnicodeDecodeError):
+            raise ScheduleError("corrupt schedule: payload ends early") from None
+        target = int.from_bytes(raw[-8:-4], "big")
+        return cls(target, strategy, seed, run_index, steps, tuple(deviations))
+
+    def to_json(self, **extra) -> str:
+        return json.dumps({"schedule": self.dumps(), **extra}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> tuple[Schedule, dict]:
+        try:
+            data = json.loads(text)
+            encoded = data["schedule"]
+        except (ValueError, KeyError, TypeError):
+            raise ScheduleError('not a detsched schedule file: expected JSON with a "schedule" key') from None
+        return cls.loads(encoded), data
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise IndexError
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self) -> int:
+        result = shift = 0
+        while True:
+            byte = self.data[self.pos]
+            self.pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+
+
+def _put_varint(out: bytearray, number: int) -> None:
+    while number >= 0x80:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+
+
+def _zigzag(n: int) -> int:
+    return n * 2 if n >= 0 else -n * 2 - 1
+
+
+def _unzigzag(n: int) -> int:
+    return n // 2 if n % 2 == 0 else -(n + 1) // 2

@@ -1,0 +1,473 @@
+"""Scheduler core: runs one logical thread at a time and asks the strategy who runs next.
+
+Every controlled thread is a real OS thread parked on a private lock. Only the thread holding the
+baton runs. At a *scheduling point* the running thread announces its next operation (an ``Op``:
+what it is about to do, and when it could do it) and the scheduler picks, among the threads whose
+operations can proceed, who runs next. Handing over costs one lock release and one acquire; there is
+no scheduler thread. Code between two scheduling points runs atomically, so a run is a pure function
+of the target and the decisions.
+
+The caller's thread is the *controller*: it starts the first logical thread (T0, running the
+target), waits for the run to end, and doubles as the watchdog that reports a thread stuck in code
+detsched does not control.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import frames
+from .clock import VirtualClock, real_monotonic
+from .errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
+from .schedule import default_task
+
+_allocate_lock = _thread.allocate_lock
+_get_ident = _thread.get_ident
+_start_new_thread = _thread.start_new_thread
+
+#: Seconds a thread may run without reaching a scheduling point before the watchdog reports it as
+#: blocked outside detsched's control. Not Final: tests lower it.
+BLOCKED_AFTER = 10.0
+#: Seconds the controller waits for an aborted thread to unwind before giving up on it.
+UNWIND_TIMEOUT = 2.0
+#: How many of the last steps a livelock report shows.
+LIVELOCK_TAIL = 12
+
+_tls = _thread._local()
+
+
+def current() -> LogicalThread | None:
+    """The logical thread running the caller, or None when the caller is not under control."""
+    return getattr(_tls, "logical", None)
+
+
+class Op:
+    """An operation a thread is about to perform, announced at a scheduling point."""
+
+    __slots__ = ("kind", "resource", "ready", "deadline", "holder", "where")
+
+    def __init__(self, kind: str, resource=None, ready: Callable[[], bool] | None = None,
+                 deadline: float | None = None, holder: Callable[[], LogicalThread | None] | None = None):
+        self.kind = kind  # e.g. "acquire", "wait", "put"
+        self.resource = resource  # the primitive it touches, or None
+        self.ready = ready  # None: can always proceed; else proceeds once ready() is true
+        self.deadline = deadline  # virtual monotonic time at which a timed wait gives up
+        self.holder = holder  # who must act before this op can proceed (wait-for graph)
+        self.where = ""  # user file:line, filled only when tracing
+
+    def describe(self) -> str:
+        return f"{self.kind} {describe(self.resource)}".strip()
+
+
+def describe(resource) -> str:
+    """How a primitive or thread is named in reports: its label, or a thread's name."""
+    if resource is None:
+        return ""
+    label = getattr(resource, "label", None)
+    if label is None:
+        name = getattr(resource, "name", None)
+        label = f"thread {name!r}" if name is not None else type(resource).__name__
+    return label
+
+
+class LogicalThread:
+    """One controlled thread: its id in schedules, its OS thread and what it waits for."""
+
+    __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
+                 "os_ident", "spinning", "idle", "ops")
+
+    def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
+        self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
+        self.park = _allocate_lock()  # locked while the thread runs or is parked; released to wake it
+        self.park.acquire()
+        self.exited = _allocate_lock()  # released when the OS thread is about to exit
+        self.exited.acquire()
+        self.op: Op | None = None  # Invariant: set while parked at a scheduling point
+        self.finished = False
+        self.os_ident = 0
+        self.spinning = False  # its last poll made no progress: give way to others
+        self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
+        self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
+
+    def __repr__(self) -> str:
+        return f"T{self.tid}"
+
+    @property
+    def label(self) -> str:
+        return f"T{self.tid} {self.name!r}"
+
+
+@dataclass
+class FailureInfo:
+    """What went wrong in a run, as the scheduler saw it."""
+
+    kind: str
+    message: str
+    thread: str = ""
+    details: str = ""  # traceback or stacks, detsched frames removed
+    exception: BaseException | None = None
+    step: int = 0
+
+
+@dataclass
+class TraceStep:
+    """One decision of a traced run: which thread went on with which operation."""
+
+    step: int
+    tid: int
+    thread: str
+    op: str
+    where: str
+    note: str = ""  # e.g. "timed out", "preempted T1"
+
+
+@dataclass
+class RunResult:
+    failure: FailureInfo | None
+    deviations: list[tuple[int, int]]
+    positions: list[tuple[tuple[int, int], int]]  # the same deviations keyed by (tid, ops) of the deciding thread
+    choices: list[tuple[tuple[int, int], tuple[int, ...]]]  # every multi-choice decision: (position, runnable)
+    choice_points: int
+    steps: int
+    trace: list[TraceStep] = field(default_factory=list)
+    usage_error: DetschedUsageError | None = None
+
+
+class Scheduler:
+    """Runs one execution of a target under a strategy."""
+
+    def __init__(self, strategy, *, max_steps: int, tracing: bool = False):
+        self.strategy = strategy
+        self.max_steps = max_steps
+        self.tracing = tracing
+        self.clock = VirtualClock()
+        self.threads: list[LogicalThread] = []  # index == tid
+        self.live: list[LogicalThread] = []  # started, not finished, in tid order
+        self.running: LogicalThread | None = None  # holds the baton
+        self.main: LogicalThread | None = None
+        self.steps = 0
+        self.choice_points = 0
+        self.deviations: list[tuple[int, int]] = []
+        self.positions: list[tuple[tuple[int, int], int]] = []
+        self.choices: list[tuple[tuple[int, int], tuple[int, ...]]] = []
+        self.labels: dict[str, int] = {}  # creation site -> objects labelled there so far
+        self.trace: list[TraceStep] = []
+        self.failure: FailureInfo | None = None
+        self.usage_error: DetschedUsageError | None = None
+        self.aborting = False
+        self.ended = _allocate_lock()  # released once when the run ends
+        self.ended.acquire()
+        self._end_once = _allocate_lock()
+
+    # ----------------------------------------------------------------- scheduling points
+
+    def wait(self, me: LogicalThread, op: Op) -> bool:
+        """Announce ``op`` and return when ``me`` is chosen to perform it: True if it can proceed,
+        False if its deadline passed first (a timed wait timing out)."""
+        if self.aborting:
+            if op.ready is None:  # let cleanup (releases in finally blocks) happen while unwinding
+                return True
+            raise RunAborted
+        me.op = op
+        me.ops += 1
+        if self.tracing:
+            op.where = frames.user_location(3)
+        chosen = self._decide(me)
+        if chosen is not me:
+            self._hand_over(me, chosen)
+        me.op = None
+        me.spinning = False
+        return op.ready is None or op.ready()
+
+    def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
+        """A scheduling point for a non-blocking check (try-acquire, ``is_set``...). A thread whose
+        polls keep failing is spinning; it gives way to others at its next point (fairness)."""
+        self.wait(me, op)
+        result = progressed()
+        me.spinning = not result
+        return result
+
+    def label(self, kind: str, site: str) -> str:
+        """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
+        key = f"{kind}({site})"
+        count = self.labels[key] = self.labels.get(key, 0) + 1
+        return key if count == 1 else f"{key}#{count}"
+
+    def _hand_over(self, me: LogicalThread, chosen: LogicalThread) -> None:
+        self.running = chosen
+        chosen.park.release()
+        me.park.acquire()
+        if self.aborting:
+            raise RunAborted
+
+    def _can_run(self, t: LogicalThread) -> bool:
+        op = t.op
+        return (op.ready is None or op.ready()
+                or (op.deadline is not None and op.deadline <= self.clock.monotonic()))
+
+    def _decide(self, me: LogicalThread) -> LogicalThread:
+        """Pick who performs the next step. ``me`` (the thread at this point) may have finished."""
+        if me.op is not None and not self._can_run(me):
+            self._check_wait_cycle(me)
+        while True:
+            runnable = [t for t in self.live if self._can_run(t)]
+            # Time passes when every thread waits -- or only spins on polls, which burns time too.
+            if runnable and not all(t.spinning for t in runnable):
+                break
+            deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
+                         and t.op.deadline > self.clock.monotonic()]
+            if deadlines:
+                self.clock.advance_to(min(deadlines))
+                continue
+            if runnable:
+                break
+            self._stuck(me)  # raises
+        yielding = me.spinning and me in runnable and len(runnable) > 1
+        if yielding:
+            runnable.remove(me)
+        current = me.tid if me in runnable else None
+        if len(runnable) == 1:
+            chosen = runnable[0]
+        else:
+            tids = [t.tid for t in runnable]
+            self.choices.append(((me.tid, me.ops), tuple(tids)))
+            try:
+                tid = self.strategy.next_task(tids, current, yielding=yielding, at=(me.tid, me.ops))
+            except ReplayDiverged as exc:
+                self._fail_usage(me, exc)
+            if tid != default_task(tids, current):
+                self.deviations.append((self.choice_points, tid))
+                self.positions.append(((me.tid, me.ops), tid))
+            self.choice_points += 1
+            chosen = self.threads[tid]
+        self.steps += 1
+        if self.tracing:
+            self._record(me, chosen, current)
+        if self.steps > self.max_steps:
+            self._fail(me, FailureInfo(
+                "livelock", f"no thread finished within max_steps={self.max_steps} scheduling steps; "
+                "a thread may be spinning or looping forever (raise max_steps if the test is just long)",
+                step=self.steps))
+        return chosen
+
+    def _record(self, me: LogicalThread, chosen: LogicalThread, current: int | None) -> None:
+        op = chosen.op
+        note = ""
+        if op.ready is not None and not op.ready():
+            note = "timed out"
+        elif current is not None and chosen.tid != current:
+            note = f"preempts T{current}"
+        self.trace.append(TraceStep(self.steps, chosen.tid, chosen.name, op.describe(), op.where, note))
+
+    # ----------------------------------------------------------------- threads
+
+    def spawn(self, thread, name: str, daemon: bool, body: Callable[[], None]) -> LogicalThread:
+        """Start a controlled OS thread that runs ``body`` once scheduled; returns once it exists."""
+        lt = LogicalThread(self, len(self.threads), name, thread, daemon)
+        self.threads.append(lt)
+        lt.op = Op("begin")
+        started = _allocate_lock()
+        started.acquire()
+        _start_new_thread(self._bootstrap, (lt, body, started))
+        started.acquire()  # Thread.start() returns only once the new thread exists
+        self.live.append(lt)
+        return lt
+
+    def _bootstrap(self, lt: LogicalThread, body: Callable[[], None], started) -> None:
+        lt.os_ident = _get_ident()
+        _tls.logical = lt
+        started.release()
+        lt.park.acquire()
+        try:
+            if self.aborting:
+                raise RunAborted
+            lt.op = None
+            _install_trace_hooks()
+            body()
+        except (RunAborted, SystemExit):
+            pass
+        except DetschedUsageError as exc:
+            self._fail_usage(lt, exc, raise_=False)
+        except BaseException as exc:  # an uncaught exception in any thread is a failure
+            if not self.aborting:
+                self._fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
+                                           lt.label, frames.format_exception(exc), exc, self.steps),
+                           raise_=False)
+        finally:
+            try:
+                self._exit(lt)
+            except RunAborted:
+                pass
+            except BaseException as exc:  # never leave the run hanging on an internal error
+                self._fail(lt, FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
+                                           frames.format_exception(exc), exc), raise_=False)
+            _tls.logical = None
+            lt.exited.release()
+
+    def _exit(self, lt: LogicalThread) -> None:
+        lt.finished = True
+        lt.ops += 1
+        lt.op = None
+        self.live.remove(lt)
+        if self.aborting:
+            return
+        if not self.live:
+            self._end()
+            return
+        chosen = self._decide(lt)
+        self.running = chosen
+        chosen.park.release()
+
+    # ----------------------------------------------------------------- failures
+
+    def _check_wait_cycle(self, me: LogicalThread) -> None:
+        """Report a deadlock as soon as ``me`` closes a cycle of threads waiting for each other."""
+        chain, t = [me], me
+        while t.op is not None and t.op.holder is not None and t.op.deadline is None:
+            holder = t.op.holder()
+            if holder is None or holder.finished or self._can_run(t):
+                return
+            if holder is me:
+                self._fail(me, self._deadlock_info("deadlock", chain, cycle=True))
+            if holder in chain:
+                return
+            chain.append(holder)
+            t = holder
+
+    def _stuck(self, me: LogicalThread) -> None:
+        """Nothing can run and no thread waits on time: end the run, or report why it cannot end."""
+        blocked = list(self.live)
+        main_done = self.main is None or self.main.finished
+        if main_done and all(t.daemon or t.idle for t in blocked):
+            self._end()
+            raise RunAborted
+        lost = _lost_wakeup(blocked)
+        if lost is not None:
+            info = self._deadlock_info("lost-wakeup", blocked)
+            info.message = lost
+            self._fail(me, info)
+        kind = "leak" if main_done else "deadlock"
+        info = self._deadlock_info(kind, blocked)
+        if main_done:
+            stuck = [t for t in blocked if not (t.daemon or t.idle)]
+            info.message = "; ".join(f"{t.label} is still blocked ({t.op.describe()}) after the test "
+                                     "returned and can never finish" for t in stuck)
+        self._fail(me, info)
+
+    def _deadlock_info(self, kind: str, chain: list[LogicalThread], cycle: bool = False) -> FailureInfo:
+        parts = []
+        for t in sorted(chain, key=lambda t: (t.op.holder is None, t.tid)):  # lock holders first
+            holder = t.op.holder() if t.op.holder is not None else None
+            if t.op.kind == "join":
+                part = f"T{t.tid} waits to join " + (holder.label if holder is not None else describe(t.op.resource))
+            else:
+                part = f"T{t.tid} waits for {describe(t.op.resource) or t.op.kind}"
+                if holder is not None:
+                    part += f" held by T{holder.tid}"
+            parts.append(part)
+        message = "; ".join(parts) + ("" if cycle else " (nothing can wake them)")
+        return FailureInfo(kind, message, chain[0].label, self._stacks(chain), step=self.steps)
+
+    def _stacks(self, threads: list[LogicalThread]) -> str:
+        current_frames = sys._current_frames()
+        out = []
+        for t in threads:
+            frame = current_frames.get(t.os_ident)
+            stack = frames.format_stack(frame) if frame is not None else "  (no stack)\n"
+            out.append(f"{t.label} ({t.op.describe() if t.op else 'running'}):\n{stack}")
+        return "\n".join(out)
+
+    def _fail(self, me: LogicalThread | None, info: FailureInfo, *, raise_: bool = True) -> None:
+        if self.failure is None and self.usage_error is None and not self.aborting:
+            info.step = info.step or self.steps
+            self.failure = info
+            self._end()
+        if raise_:
+            raise RunAborted
+
+    def _fail_usage(self, me: LogicalThread, error: DetschedUsageError, *, raise_: bool = True) -> None:
+        if self.usage_error is None and self.failure is None:
+            self.usage_error = error
+            self._end()
+        if raise_:
+            raise RunAborted
+
+    def _end(self) -> None:
+        if self._end_once.acquire(False):
+            self.ended.release()
+
+    # ----------------------------------------------------------------- controller side
+
+    def run(self, main_thread, body: Callable[[], None]) -> RunResult:
+        """Run ``body`` as T0 (``main_thread``) under control; return when every controlled thread
+        is done, even if the controller is interrupted (Ctrl-C)."""
+        try:
+            self.main = self.spawn(main_thread, "MainThread", False, body)
+            self.running = self.main
+            self.main.park.release()
+            self._watch()
+        finally:
+            self._unwind()
+        return RunResult(self.failure, self.deviations, self.positions, self.choices, self.choice_points, self.steps, self.trace,
+                         self.usage_error)
+
+    def _watch(self) -> None:
+        """Wait for the run to end; report a thread that stops reaching scheduling points."""
+        last_steps, since = -1, real_monotonic()
+        while not self.ended.acquire(timeout=0.05):
+            if self.steps != last_steps:
+                last_steps, since = self.steps, real_monotonic()
+            elif real_monotonic() - since > BLOCKED_AFTER:
+                self._report_blocked()
+                return
+
+    def _report_blocked(self) -> None:
+        t = self.running
+        frame = sys._current_frames().get(t.os_ident) if t is not None else None
+        stack = frames.format_stack(frame) if frame is not None else "  (no stack)\n"
+        where = frames.innermost_user_location(frame)
+        self.failure = FailureInfo(
+            "blocked",
+            f"{t.label if t else 'a thread'} ran for {BLOCKED_AFTER:g}s without reaching a scheduling "
+            f"point: it is blocked in code detsched does not control (a lock or queue made before the "
+            f"run, real I/O, a C extension) or loops without synchronising ({where})",
+            t.label if t else "", f"{t.label if t else '?'}:\n{stack}", step=self.steps)
+        self._end_once.acquire(False)
+
+    def _unwind(self) -> None:
+        """Stop every thread still alive, one at a time, so none outlives its run."""
+        self.aborting = True
+        for t in list(self.threads):
+            if not t.exited.locked():
+                continue  # already gone
+            if t is self.running and self.failure is not None and self.failure.kind == "blocked":
+                continue  # stuck outside our control; it will unwind if it ever comes back
+            if t.park.locked() and not t.finished:
+                t.park.release()
+            if t.exited.acquire(timeout=UNWIND_TIMEOUT):
+                t.exited.release()
+
+
+def _lost_wakeup(blocked: list[LogicalThread]) -> str | None:
+    """If a blocked thread waits for a notification that was sent before it started waiting,
+    describe that lost wakeup."""
+    for t in blocked:
+        explain = getattr(t.op.resource, "explain_lost_wakeup", None)
+        if explain is not None:
+            message = explain(t)
+            if message:
+                return message
+    return None
+
+
+def _install_trace_hooks() -> None:
+    """Give controlled threads the trace/profile hooks new threads get (coverage.py relies on it)."""
+    import threading
+
+    if threading._trace_hook is not None:  # type: ignore[attr-defined]
+        sys.settrace(threading._trace_hook)  # type: ignore[attr-defined]
+    if threading._profile_hook is not None:  # type: ignore[attr-defined]
+        sys.setprofile(threading._profile_hook)  # type: ignore[attr-defined]

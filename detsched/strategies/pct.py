@@ -1,0 +1,66 @@
+"""PCT: probabilistic concurrency testing with priority change points.
+
+Burckhardt, Kothari, Musuvathi, Nagarakatte, "A Randomized Scheduler with Probabilistic Guarantees of
+Finding Bugs", ASPLOS 2010. Each run gives every thread a random distinct priority and picks
+``depth - 1`` change points among the decisions; the highest-priority runnable thread always runs,
+and at the i-th change point the running thread drops to priority ``i`` (below every initial one).
+A bug of depth d among n threads and k decisions is found in one run with probability at least
+1 / (n * k^(d-1)).
+
+Deviations from the paper, as in other practical implementations:
+- threads are created during the run, so a new thread's priority is drawn when it first appears;
+- k is not known in advance: change points are drawn from the largest decision count seen so far
+  in this exploration (at least ``MIN_STEP_ESTIMATE``);
+- a thread that yields (spins on a poll) drops below every other thread, so spin-waits make progress.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+#: Lower bound on the estimate of decisions per run used to place change points in early runs.
+MIN_STEP_ESTIMATE = 16
+
+
+class PCT:
+    name = "pct"
+
+    def __init__(self, *, seed: int, depth: int = 3):
+        if depth < 1:
+            raise ValueError(f"PCT depth must be at least 1, got {depth}")
+        self.seed, self.depth = seed, depth
+        self.rng = random.Random()
+        self.step_estimate = MIN_STEP_ESTIMATE
+        # Invariant: priorities are pairwise distinct (floats drawn in (depth, depth + 1), or the
+        # integers 1..depth-1 given at change points, or values below every other when yielding).
+        self.priority: dict[int, float] = {}
+        self.change_points: dict[int, int] = {}  # decision index -> new priority
+        self.decisions = 0
+
+    def new_execution(self, run_index: int) -> None:
+        self.step_estimate = max(self.step_estimate, self.decisions)
+        self.rng.seed(f"pct/{self.seed}/{run_index}")
+        self.priority = {}
+        self.decisions = 0
+        points = self.rng.sample(range(1, self.step_estimate + 1), min(self.depth - 1, self.step_estimate))
+        self.change_points = {step: rank for rank, step in enumerate(sorted(points), start=1)}
+
+    def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
+                  at: tuple[int, int] = (0, 0)) -> int:
+        self.decisions += 1
+        for tid in runnable:
+            if tid not in self.priority:
+                self.priority[tid] = self.depth + self.rng.random()
+        if yielding and current is not None:
+            self.priority[current] = min(self.priority.values()) - 1
+        chosen = max(runnable, key=self.priority.__getitem__)
+        rank = self.change_points.get(self.decisions)
+        if rank is not None:
+            self.priority[chosen] = rank - self.depth  # below every initial priority
+            chosen = max(runnable, key=self.priority.__getitem__)
+        assert len(set(self.priority.values())) == len(self.priority), "PCT priority invariant"
+        return chosen
+
+    def next_data(self, bound: int) -> int:
+        return self.rng.randrange(bound)

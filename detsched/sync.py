@@ -1,0 +1,492 @@
+"""Controlled synchronisation primitives: the twins of threading's Lock, RLock, Condition,
+Semaphore, BoundedSemaphore, Event and Barrier.
+
+Each operation is one scheduling point announced before its effect, with the condition under which
+it can proceed, so the scheduler knows who is enabled and who waits for whom. They keep the stdlib
+contracts (argument checks, error messages, return values). Used from a thread detsched does not
+control (after the run that made them), non-blocking operations work and an operation that would
+have to wait raises ``DetschedUsageError``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+
+from . import frames
+from .errors import DetschedUsageError
+from .scheduler import LogicalThread, Op, current
+
+
+def _outside(primitive, what: str) -> DetschedUsageError:
+    return DetschedUsageError(
+        f"{primitive.label} was made inside a detsched run and would block in {what} in thread "
+        f"{threading.current_thread().name!r}, which detsched does not control; create "
+        "synchronisation objects inside the test (or at import time), not in one run for later use"
+    )
+
+
+def _take_outside(primitive, taken: bool, blocking: bool) -> bool:
+    if taken or not blocking:
+        return taken
+    raise _outside(primitive, "acquire()")
+
+
+class _OutsideOwner:
+    """Stands for an uncontrolled OS thread as the owner of an RLock."""
+
+    sched = None
+
+
+_outside_owners = _thread._local()
+
+
+def _outside_owner() -> _OutsideOwner:
+    owner = getattr(_outside_owners, "owner", None)
+    if owner is None:
+        owner = _outside_owners.owner = _OutsideOwner()
+    return owner
+
+
+def make_label(kind: str) -> str:
+    """Name a new primitive after where user code made it, e.g. ``Lock(bank.py:12)``."""
+    site = frames.user_location(1)
+    me = current()
+    return me.sched.label(kind, site) if me is not None else f"{kind}({site})"
+
+
+def _deadline(me: LogicalThread, timeout: float | None) -> float | None:
+    return me.sched.clock.deadline(timeout)
+
+
+class Lock:
+    """``threading.Lock`` under control."""
+
+    def __init__(self, *, label: str | None = None):
+        self._owner: LogicalThread | None = None  # who acquired it (Lock has no owner rule; for reports)
+        self._locked = False
+        self.label = label or make_label("Lock")
+
+    def _free(self) -> bool:
+        return not self._locked
+
+    def _holder(self) -> LogicalThread | None:
+        return self._owner
+
+    def _take(self, me: LogicalThread | None) -> bool:
+        if self._locked:
+            return False
+        self._locked, self._owner = True, me
+        return True
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        me = current()
+        if me is None:
+            return _take_outside(self, self._take(None), blocking)
+        if not blocking:
+            return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
+        deadline = None if timeout == -1 else _deadline(me, timeout)
+        if me.sched.wait(me, Op("acquire", self, self._free, deadline, self._holder)):
+            return self._take(me)
+        return False
+
+    def release(self) -> None:
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("release", self))
+        self._locked, self._owner = False, None
+
+    def locked(self) -> bool:
+        me = current()
+        if me is not None:
+            me.sched.poll(me, Op("locked?", self), self._free)
+        return self._locked
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<{'locked' if self._locked else 'unlocked'} detsched {self.label}>"
+
+
+class RLock:
+    """``threading.RLock`` under control."""
+
+    def __init__(self, *, label: str | None = None):
+        self._owner: LogicalThread | None = None
+        self._count = 0
+        self.label = label or make_label("RLock")
+
+    def _free(self) -> bool:
+        return self._count == 0
+
+    def _holder(self) -> LogicalThread | None:
+        return self._owner
+
+    def _take(self, me: LogicalThread | None) -> bool:
+        if self._count and self._owner is not me:
+            return False
+        self._owner, self._count = me, self._count + 1
+        return True
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        me = current() or _outside_owner()
+        if self._count and self._owner is me:  # re-entry cannot block and nobody else can see it
+            self._count += 1
+            return True
+        if me.sched is None:
+            return _take_outside(self, self._take(me), blocking)
+        if not blocking:
+            return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
+        deadline = None if timeout == -1 else _deadline(me, timeout)
+        if me.sched.wait(me, Op("acquire", self, self._free, deadline, self._holder)):
+            return self._take(me)
+        return False
+
+    def release(self) -> None:
+        me = current() or _outside_owner()
+        if self._count == 0 or self._owner is not me:
+            raise RuntimeError("cannot release un-acquired lock")
+        if self._count == 1 and me.sched is not None:
+            me.sched.wait(me, Op("release", self))
+        self._count -= 1
+        if self._count == 0:
+            self._owner = None
+
+    def _is_owned(self) -> bool:
+        return self._count > 0 and self._owner is (current() or _outside_owner())
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        owner = self._owner.name if self._owner is not None else None
+        return f"<{'locked' if self._count else 'unlocked'} detsched {self.label} owner={owner!r} count={self._count}>"
+
+
+class _Waiter:
+    __slots__ = ("thread", "notified", "since")
+
+    def __init__(self, thread: LogicalThread, since: int):
+        self.thread, self.notified, self.since = thread, False, since
+
+
+class Condition:
+    """``threading.Condition`` under control. Notified waiters wake in FIFO order, as in CPython."""
+
+    def __init__(self, lock=None, *, label: str | None = None):
+        if lock is None:
+            lock = RLock()
+        elif not isinstance(lock, (Lock, RLock)):
+            raise DetschedUsageError(
+                f"Condition({lock!r}): the lock was made outside detsched's control (before the run, "
+                "in a module detsched does not patch); make it with threading.Lock() inside the test"
+            )
+        self._lock = lock
+        self._waiters: list[_Waiter] = []
+        self._unheard: tuple[int, str] | None = None  # (step, thread) of the last notify nobody heard
+        self.label = label or make_label("Condition")
+        self.acquire, self.release = lock.acquire, lock.release
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._lock.__exit__(*exc_info)
+
+    def _is_owned(self) -> bool:
+        lock = self._lock
+        return lock._locked if isinstance(lock, Lock) else lock._is_owned()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        me = current()
+        if me is None:
+            raise _outside(self, "wait()")
+        waiter = _Waiter(me, me.sched.steps)
+        self._waiters.append(waiter)
+        saved = self._release_fully()
+        try:
+            notified = me.sched.wait(me, Op("wait", self, lambda: waiter.notified, _deadline(me, timeout)))
+        finally:
+            if not waiter.notified and waiter in self._waiters:
+                self._waiters.remove(waiter)
+            self._reacquire(me, saved)
+        return notified
+
+    def _release_fully(self) -> int:
+        lock = self._lock
+        if isinstance(lock, RLock):
+            count, lock._count, lock._owner = lock._count, 0, None
+            return count
+        lock._locked, lock._owner = False, None
+        return 1
+
+    def _reacquire(self, me: LogicalThread, count: int) -> None:
+        lock = self._lock
+        me.sched.wait(me, Op("reacquire", lock, lock._free, None, lock._holder))
+        if isinstance(lock, RLock):
+            lock._owner, lock._count = me, count
+        else:
+            lock._locked, lock._owner = True, me
+
+    def wait_for(self, predicate, timeout: float | None = None):
+        me = current()
+        clock = me.sched.clock if me is not None else None
+        endtime = None
+        waittime = timeout
+        result = predicate()
+        while not result:
+            if waittime is not None:
+                if endtime is None:
+                    endtime = clock.monotonic() + waittime
+                else:
+                    waittime = endtime - clock.monotonic()
+                    if waittime <= 0:
+                        break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("notify" if n == 1 else "notify_all", self))
+            if not self._waiters:
+                self._unheard = (me.sched.steps, me.label)
+        woken, self._waiters = self._waiters[:n], self._waiters[n:]
+        for waiter in woken:
+            waiter.notified = True
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters) or 1)
+
+    notifyAll = notify_all
+
+    def explain_lost_wakeup(self, t: LogicalThread) -> str | None:
+        waiting = next((w for w in self._waiters if w.thread is t), None)
+        if waiting is None or self._unheard is None or self._unheard[0] > waiting.since:
+            return None
+        step, by = self._unheard
+        return (f"lost wakeup: T{t.tid} waits on {self.label} forever; {by} notified it at step {step}, "
+                f"before T{t.tid} started waiting (no thread was waiting then)")
+
+    def __repr__(self) -> str:
+        return f"<detsched {self.label} waiters={len(self._waiters)}>"
+
+
+class Semaphore:
+    """``threading.Semaphore`` under control."""
+
+    def __init__(self, value: int = 1, *, label: str | None = None):
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._value = value
+        self.label = label or make_label(type(self).__name__)
+
+    def _available(self) -> bool:
+        return self._value > 0
+
+    def _take(self) -> bool:
+        if self._value <= 0:
+            return False
+        self._value -= 1
+        return True
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        me = current()
+        if me is None:
+            return _take_outside(self, self._take(), blocking)
+        if not blocking:
+            return me.sched.poll(me, Op("try-acquire", self), self._take)
+        if me.sched.wait(me, Op("acquire", self, self._available, _deadline(me, timeout))):
+            return self._take()
+        return False
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        if n < 1:
+            raise ValueError("n must be one or more")
+        self._check_release(n)
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("release", self))
+        self._value += n
+
+    def _check_release(self, n: int) -> None:
+        pass
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<detsched {self.label} value={self._value}>"
+
+
+class BoundedSemaphore(Semaphore):
+    """``threading.BoundedSemaphore`` under control."""
+
+    def __init__(self, value: int = 1, *, label: str | None = None):
+        super().__init__(value, label=label)
+        self._initial_value = value
+
+    def _check_release(self, n: int) -> None:
+        if self._value + n > self._initial_value:
+            raise ValueError("Semaphore released too many times")
+
+
+class Event:
+    """``threading.Event`` under control."""
+
+    def __init__(self, *, label: str | None = None):
+        self._flag = False
+        self._set_at: tuple[int, str] | None = None  # last set(): (step, thread)
+        self._cleared_at: tuple[int, str] | None = None  # a clear() that undid a set()
+        self.label = label or make_label("Event")
+
+    def _is_flagged(self) -> bool:
+        return self._flag
+
+    def is_set(self) -> bool:
+        me = current()
+        if me is None:
+            return self._flag
+        return me.sched.poll(me, Op("is_set?", self), self._is_flagged)
+
+    isSet = is_set
+
+    def set(self) -> None:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("set", self))
+            self._set_at = (me.sched.steps, me.label)
+        self._flag = True
+
+    def clear(self) -> None:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("clear", self))
+            if self._flag and self._set_at is not None:
+                self._cleared_at = (me.sched.steps, me.label)
+        self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        me = current()
+        if me is None:
+            if self._flag:
+                return True
+            raise _outside(self, "wait()")
+        return me.sched.wait(me, Op("wait", self, self._is_flagged, _deadline(me, timeout)))
+
+    def explain_lost_wakeup(self, t: LogicalThread) -> str | None:
+        if self._flag or self._set_at is None or self._cleared_at is None:
+            return None
+        return (f"lost wakeup: T{t.tid} waits for {self.label} forever; {self._set_at[1]} set it at step "
+                f"{self._set_at[0]} but {self._cleared_at[1]} cleared it at step {self._cleared_at[0]} "
+                f"before T{t.tid} saw it")
+
+    def __repr__(self) -> str:
+        return f"<detsched {self.label}: {'set' if self._flag else 'unset'}>"
+
+
+class _Generation:
+    __slots__ = ("done", "broken")
+
+    def __init__(self):
+        self.done = self.broken = False
+
+
+class Barrier:
+    """``threading.Barrier`` under control (wait, reset, abort, BrokenBarrierError)."""
+
+    def __init__(self, parties: int, action=None, timeout: float | None = None, *, label: str | None = None):
+        if parties < 1:
+            raise ValueError("parties must be >= 1")
+        self._parties, self._action, self._timeout = parties, action, timeout
+        self._generation = _Generation()
+        self._count = 0
+        self._broken = False
+        self.label = label or make_label("Barrier")
+
+    def wait(self, timeout: float | None = None) -> int:
+        me = current()
+        if me is None:
+            raise _outside(self, "wait()")
+        if timeout is None:
+            timeout = self._timeout
+        me.sched.wait(me, Op("arrive", self))
+        if self._broken:
+            raise threading.BrokenBarrierError
+        generation, index = self._generation, self._count
+        self._count += 1
+        if self._count == self._parties:
+            try:
+                if self._action is not None:
+                    self._action()
+            except BaseException:
+                self._break()
+                raise
+            generation.done = True
+            self._generation, self._count = _Generation(), 0
+            return index
+        passed = me.sched.wait(me, Op("wait", self, lambda: generation.done or generation.broken,
+                                      _deadline(me, timeout)))
+        if not passed:
+            self._break()
+        if not generation.done:
+            raise threading.BrokenBarrierError
+        return index
+
+    def _break(self) -> None:
+        self._broken = True
+        self._generation.broken = True
+        self._count = 0
+
+    def reset(self) -> None:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("reset", self))
+        if self._count:
+            self._generation.broken = True
+        self._generation, self._count, self._broken = _Generation(), 0, False
+
+    def abort(self) -> None:
+        me = current()
+        if me is not None:
+            me.sched.wait(me, Op("abort", self))
+        self._break()
+
+    @property
+    def parties(self) -> int:
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        return self._count
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def __repr__(self) -> str:
+        return f"<detsched {self.label} waiters={self._count}/{self._parties}>"

@@ -1,0 +1,159 @@
+"""Controlled threads: the methods that make ``threading.Thread`` (and every subclass, including
+ones defined at import time, and ``threading.Timer``) run as logical threads during a run.
+
+Rather than a look-alike class, the real ``threading.Thread`` gets these methods for the duration
+of a run, so ``isinstance`` checks, ``class Worker(Thread)`` and ``from threading import Thread``
+all keep working. detsched owns the thread's life cycle (start, join, is_alive) instead of the
+stock ``_tstate_lock``/handle machinery, which is not safe to drive from a scheduler.
+"""
+
+from __future__ import annotations
+
+import _thread
+import itertools
+import threading
+
+from .scheduler import LogicalThread, Op, current
+
+_REAL_EVENT = threading.Event
+_real_init = threading.Thread.__init__
+_real_start = threading.Thread.start
+_real_join = threading.Thread.join
+_real_is_alive = threading.Thread.is_alive
+_real_daemon = threading.Thread.daemon
+_real_repr = threading.Thread.__repr__
+
+
+def _logical(thread: threading.Thread) -> LogicalThread | None:
+    return thread.__dict__.get("_ds_logical")
+
+
+def init(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
+    # The real __init__ keeps the object valid for the stdlib after the run; it must see the real
+    # Event for its private ``_started`` flag. Only one controlled thread runs at a time, so this
+    # brief swap is not observed by other controlled code.
+    patched_event = threading.Event
+    threading.Event = _REAL_EVENT
+    try:
+        _real_init(self, group, target, name, args, kwargs, daemon=daemon)
+    finally:
+        threading.Event = patched_event
+    self._ds_logical = None
+
+
+def start(self) -> None:
+    me = current()
+    if me is None:
+        return _real_start(self)
+    if not getattr(self, "_initialized", False):
+        raise RuntimeError("thread.__init__() not called")
+    if "_ds_logical" in self.__dict__ and self._ds_logical is not None:
+        raise RuntimeError("threads can only be started once")
+    # The point comes before the effect, like every operation's; the new thread can run from the
+    # starting thread's next point on.
+    me.sched.wait(me, Op("start", self))
+    lt = me.sched.spawn(self, self.name, self.daemon, lambda: run_registered(self, self.run))
+    self._ds_logical = lt
+    self._ident = lt.os_ident
+    if hasattr(self, "_native_id"):
+        self._native_id = lt.os_ident
+
+
+def join(self, timeout: float | None = None) -> None:
+    lt = _logical(self)
+    me = current()
+    if me is None or lt is None:
+        if lt is None and me is not None and not getattr(self, "_initialized", False):
+            raise RuntimeError("Thread.__init__() not called")
+        if lt is None:
+            return _real_join(self, timeout)
+        if not lt.finished:
+            raise RuntimeError(f"cannot join {lt.label} from a thread detsched does not control")
+        return None
+    if lt is me:
+        raise RuntimeError("cannot join current thread")
+    me.sched.wait(me, Op("join", self, lambda: lt.finished, me.sched.clock.deadline(timeout), lambda: lt))
+
+
+def is_alive(self) -> bool:
+    lt = _logical(self)
+    if lt is None:
+        return _real_is_alive(self)
+    me = current()
+    if me is not None:
+        me.sched.poll(me, Op("is_alive?", self), lambda: lt.finished)
+    return not lt.finished
+
+
+def _get_daemon(self) -> bool:
+    return _real_daemon.fget(self)
+
+
+def _set_daemon(self, daemonic: bool) -> None:
+    lt = _logical(self)
+    if lt is not None:
+        raise RuntimeError("cannot set daemon status of active thread")
+    _real_daemon.fset(self, daemonic)
+
+
+daemon = property(_get_daemon, _set_daemon)
+
+
+def thread_repr(self) -> str:
+    lt = _logical(self)
+    if lt is None:
+        return _real_repr(self)
+    status = "stopped" if lt.finished else "started"
+    if self._daemonic:
+        status += " daemon"
+    return f"<{type(self).__name__}({self._name}, {status} {lt.os_ident})>"
+
+
+def run_registered(thread: threading.Thread, body) -> None:
+    """Run ``body`` with ``thread`` in threading's registry, so ``current_thread()`` (even bound
+    before the run) returns it, as the stdlib's own bootstrap does."""
+    ident = _thread.get_ident()
+    with threading._active_limbo_lock:
+        threading._active[ident] = thread
+    try:
+        body()
+    finally:
+        with threading._active_limbo_lock:
+            threading._active.pop(ident, None)
+
+
+def main_thread() -> threading.Thread:
+    me = current()
+    return me.sched.main.thread if me is not None else _real_main_thread()
+
+
+def enumerate_threads() -> list[threading.Thread]:
+    me = current()
+    if me is None:
+        return _real_enumerate()
+    return [t.thread for t in me.sched.live]
+
+
+def active_count() -> int:
+    return len(enumerate_threads())
+
+
+_real_main_thread = threading.main_thread
+_real_enumerate = threading.enumerate
+
+
+def make_main_thread() -> threading.Thread:
+    """The Thread object T0 runs as (named MainThread, like the thread a script starts in)."""
+    thread = threading.Thread.__new__(threading.Thread)
+    init(thread, name="MainThread", daemon=False)
+    return thread
+
+
+def fresh_name_counter():
+    """Thread-N names restart at 1 in every run, so names in reports are the same on every run."""
+    return itertools.count(1).__next__
+
+
+#: Methods of ``threading.Thread`` replaced during a run.
+THREAD_METHODS = {"__init__": init, "start": start, "join": join, "is_alive": is_alive,
+                  "daemon": daemon, "__repr__": thread_repr}
