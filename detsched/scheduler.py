@@ -129,7 +129,7 @@ class RunResult:
     failure: FailureInfo | None
     deviations: list[tuple[int, int]]
     positions: list[tuple[tuple[int, int], int]]  # the same deviations keyed by (tid, ops) of the deciding thread
-    choices: list[tuple[tuple[int, int], tuple[int, ...]]]  # every multi-choice decision: (position, runnable)
+    choices: list[tuple[tuple[int, int], tuple[int, ...], int]]  # every decision with a choice: (position, options, default)
     choice_points: int
     steps: int
     trace: list[TraceStep] = field(default_factory=list)
@@ -152,7 +152,7 @@ class Scheduler:
         self.choice_points = 0
         self.deviations: list[tuple[int, int]] = []
         self.positions: list[tuple[tuple[int, int], int]] = []
-        self.choices: list[tuple[tuple[int, int], tuple[int, ...]]] = []
+        self.choices: list[tuple[tuple[int, int], tuple[int, ...], int]] = []
         self.labels: dict[str, int] = {}  # creation site -> objects labelled there so far
         self.trace: list[TraceStep] = []
         self.failure: FailureInfo | None = None
@@ -181,6 +181,29 @@ class Scheduler:
         me.op = None
         me.spinning = False
         return op.ready is None or op.ready()
+
+    def choose(self, me: LogicalThread, bound: int, what: str = "choice") -> int:
+        """A non-thread decision (e.g. which ready asyncio callback runs next): an integer in
+        ``range(bound)`` picked by the strategy, recorded in the schedule like a thread switch.
+        The default -- what a schedule need not store -- is 0."""
+        if bound <= 1:
+            return 0
+        if self.aborting:
+            raise RunAborted
+        me.ops += 1
+        try:
+            value = self.strategy.next_data(bound, at=(me.tid, me.ops))
+        except ReplayDiverged as exc:
+            self._fail_usage(me, exc)
+        self.choices.append(((me.tid, me.ops), tuple(range(bound)), 0))
+        if value != 0:
+            self.deviations.append((self.choice_points, value))
+            self.positions.append(((me.tid, me.ops), value))
+        self.choice_points += 1
+        if self.tracing:
+            self.trace.append(TraceStep(self.steps, me.tid, me.name, f"{what} #{value} of {bound}",
+                                        frames.user_location(2)))
+        return value
 
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
         """A scheduling point for a non-blocking check (try-acquire, ``is_set``...). A thread whose
@@ -233,12 +256,13 @@ class Scheduler:
             chosen = runnable[0]
         else:
             tids = [t.tid for t in runnable]
-            self.choices.append(((me.tid, me.ops), tuple(tids)))
+            default = default_task(tids, current)
+            self.choices.append(((me.tid, me.ops), tuple(tids), default))
             try:
                 tid = self.strategy.next_task(tids, current, yielding=yielding, at=(me.tid, me.ops))
             except ReplayDiverged as exc:
                 self._fail_usage(me, exc)
-            if tid != default_task(tids, current):
+            if tid != default:
                 self.deviations.append((self.choice_points, tid))
                 self.positions.append(((me.tid, me.ops), tid))
             self.choice_points += 1

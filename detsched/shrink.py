@@ -29,7 +29,7 @@ class Outcome:
     failed: bool  # failed the same way as the original
     positions: tuple  # deviations the run really made
     steps: int  # decisions in the run
-    choices: tuple  # (position, runnable threads) of every decision with a choice
+    choices: tuple  # (position, options, default) of every decision with a choice
 
 
 #: Runs a candidate deviation list.
@@ -86,17 +86,11 @@ def _one_deviation(best, budget: _Budget):
         return best
     if base.failed:
         return (base.positions, base.steps)
-    for position, runnable in base.choices:
-        default = _default_at(position, runnable)
-        for tid in runnable:
-            if tid == default:
+    for position, options, default in base.choices:
+        for value in options:
+            if value == default:
                 continue
-            outcome = budget.run(((position, tid),))
+            outcome = budget.run(((position, value),))
             if _better(outcome, best):
                 return (outcome.positions, outcome.steps)
     return best
-
-
-def _default_at(position, runnable) -> int:
-    deciding = position[0]
-    return deciding if deciding in runnable else runnable[0]

@@ -30,8 +30,9 @@ class Strategy(Protocol):
         should give way (the scheduler already removed it from ``runnable``). ``at`` names the decision
         as (thread that reached it, how many scheduling points that thread has reached)."""
 
-    def next_data(self, bound: int) -> int:
-        """Return an integer in ``range(bound)`` for a non-thread choice (e.g. which ready callback)."""
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
+        """Return an integer in ``range(bound)`` (bound >= 2) for a non-thread choice, e.g. which
+        ready asyncio callback runs next; 0 is the default a schedule need not store."""
 
 
 #: Strategies selectable by name from the CLI, the pytest plugin and ``explore(strategy=...)``.

@@ -62,5 +62,5 @@ class PCT:
         assert len(set(self.priority.values())) == len(self.priority), "PCT priority invariant"
         return chosen
 
-    def next_data(self, bound: int) -> int:
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
         return self.rng.randrange(bound)

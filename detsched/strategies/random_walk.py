@@ -22,5 +22,5 @@ class RandomWalk:
                   at: tuple[int, int] = (0, 0)) -> int:
         return runnable[self.rng.randrange(len(runnable))]
 
-    def next_data(self, bound: int) -> int:
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
         return self.rng.randrange(bound)

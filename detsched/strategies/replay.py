@@ -36,7 +36,7 @@ class Replay:
                   at: tuple[int, int] = (0, 0)) -> int:
         return self._recorded(runnable, default_task(runnable, current), "T")
 
-    def next_data(self, bound: int) -> int:
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
         return self._recorded(range(bound), 0, "#")
 
 
@@ -58,5 +58,6 @@ class PositionReplay:
         wanted = self.positions.get(at)
         return wanted if wanted in runnable else default_task(runnable, current)
 
-    def next_data(self, bound: int) -> int:
-        return 0
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
+        wanted = self.positions.get(at, 0)
+        return wanted if 0 <= wanted < bound else 0
