@@ -70,25 +70,30 @@ def _call(target: Target) -> None:
 
 
 def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,
-            max_steps: int = 100_000, progress: Callable[[int], None] | None = None) -> Report:
+            max_steps: int = 100_000, first_run: int = 0,
+            progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
-    The same (target, strategy, seed) explores the same runs, bit for bit, on any machine.
+    The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
+    depends only on the seed and ``i``, so ``first_run`` lets shards explore disjoint slices
+    (runs ``first_run .. first_run + runs - 1``) of one exploration.
     """
     _check_options(runs, depth, max_steps)
     resolved = resolve(target)
     seed = seed_from_environment(seed)
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
-    for index in range(runs):
+    if hasattr(chooser, "calibrate"):
+        chooser.calibrate(run_once(resolved, PositionReplay(()), 0, max_steps).choice_points)
+    for index in range(first_run, first_run + runs):
         result = run_once(resolved, chooser, index, max_steps)
         if progress is not None:
-            progress(index + 1)
+            progress(index + 1 - first_run)
         if result.failure is not None:
             schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
                                 tuple(result.deviations))
             failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
-            return Report(failure, index + 1, strategy, seed, real_monotonic() - started)
+            return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 

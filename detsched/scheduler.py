@@ -271,7 +271,7 @@ class Scheduler:
         if self.tracing:
             self._record(me, chosen, current)
         if self.steps > self.max_steps:
-            self._fail(me, FailureInfo(
+            self.fail(me, FailureInfo(
                 "livelock", f"no thread finished within max_steps={self.max_steps} scheduling steps; "
                 "a thread may be spinning or looping forever (raise max_steps if the test is just long)",
                 step=self.steps))
@@ -317,7 +317,7 @@ class Scheduler:
             self._fail_usage(lt, exc, raise_=False)
         except BaseException as exc:  # an uncaught exception in any thread is a failure
             if not self.aborting:
-                self._fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
+                self.fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
                                            lt.label, frames.format_exception(exc), exc, self.steps),
                            raise_=False)
         finally:
@@ -326,7 +326,7 @@ class Scheduler:
             except RunAborted:
                 pass
             except BaseException as exc:  # never leave the run hanging on an internal error
-                self._fail(lt, FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
+                self.fail(lt, FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
                                            frames.format_exception(exc), exc), raise_=False)
             _tls.logical = None
             lt.exited.release()
@@ -355,7 +355,7 @@ class Scheduler:
             if holder is None or holder.finished or self._can_run(t):
                 return
             if holder is me:
-                self._fail(me, self._deadlock_info("deadlock", chain, cycle=True))
+                self.fail(me, self._deadlock_info("deadlock", chain, cycle=True))
             if holder in chain:
                 return
             chain.append(holder)
@@ -372,14 +372,14 @@ class Scheduler:
         if lost is not None:
             info = self._deadlock_info("lost-wakeup", blocked)
             info.message = lost
-            self._fail(me, info)
+            self.fail(me, info)
         kind = "leak" if main_done else "deadlock"
         info = self._deadlock_info(kind, blocked)
         if main_done:
             stuck = [t for t in blocked if not (t.daemon or t.idle)]
             info.message = "; ".join(f"{t.label} is still blocked ({t.op.describe()}) after the test "
                                      "returned and can never finish" for t in stuck)
-        self._fail(me, info)
+        self.fail(me, info)
 
     def _deadlock_info(self, kind: str, chain: list[LogicalThread], cycle: bool = False) -> FailureInfo:
         parts = []
@@ -404,7 +404,8 @@ class Scheduler:
             out.append(f"{t.label} ({t.op.describe() if t.op else 'running'}):\n{stack}")
         return "\n".join(out)
 
-    def _fail(self, me: LogicalThread | None, info: FailureInfo, *, raise_: bool = True) -> None:
+    def fail(self, me: LogicalThread | None, info: FailureInfo, *, raise_: bool = True) -> None:
+        """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is off."""
         if self.failure is None and self.usage_error is None and not self.aborting:
             info.step = info.step or self.steps
             self.failure = info

@@ -9,8 +9,9 @@ A bug of depth d among n threads and k decisions is found in one run with probab
 
 Deviations from the paper, as in other practical implementations:
 - threads are created during the run, so a new thread's priority is drawn when it first appears;
-- k is not known in advance: change points are drawn from the largest decision count seen so far
-  in this exploration (at least ``MIN_STEP_ESTIMATE``);
+- k is not known in advance: it is estimated once per exploration from a run under the default
+  policy (``calibrate``; at least ``MIN_STEP_ESTIMATE``), never from earlier runs, so that run i
+  depends only on (seed, i) and shards of an exploration can run anywhere;
 - a thread that yields (spins on a poll) drops below every other thread, so spin-waits make progress.
 """
 
@@ -38,8 +39,11 @@ class PCT:
         self.change_points: dict[int, int] = {}  # decision index -> new priority
         self.decisions = 0
 
+    def calibrate(self, decisions: int) -> None:
+        """Set k, the expected number of decisions in a run."""
+        self.step_estimate = max(MIN_STEP_ESTIMATE, decisions)
+
     def new_execution(self, run_index: int) -> None:
-        self.step_estimate = max(self.step_estimate, self.decisions)
         self.rng.seed(f"pct/{self.seed}/{run_index}")
         self.priority = {}
         self.decisions = 0
