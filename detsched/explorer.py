@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from . import threads
+from . import instrument, threads
 from .clock import real_monotonic
 from .errors import DetschedUsageError, ReplayDiverged, ScheduleError
 from .patching import Patcher
@@ -44,16 +44,21 @@ def seed_from_environment(seed: int) -> int:
         raise DetschedUsageError(f"invalid DETSCHED_SEED {text!r}: expected an integer") from None
 
 
-def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False) -> RunResult:
+def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False,
+             preempt_calls: bool = True) -> RunResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
     strategy.new_execution(run_index)
-    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing)
+    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing,
+                      thread_setup=instrument.enter_thread if preempt_calls else lambda: None)
     patcher = Patcher()
     patcher.install()
+    if preempt_calls:
+        instrument.activate()
     try:
         main_thread = threads.make_main_thread()
         result = sched.run(main_thread, lambda: threads.run_registered(main_thread, lambda: _call(target)))
     finally:
+        instrument.deactivate()
         patcher.restore()
     if result.usage_error is not None:
         raise result.usage_error
@@ -70,13 +75,15 @@ def _call(target: Target) -> None:
 
 
 def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,
-            max_steps: int = 100_000, first_run: int = 0,
+            max_steps: int = 100_000, first_run: int = 0, preempt_calls: bool = True,
             progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
     depends only on the seed and ``i``, so ``first_run`` lets shards explore disjoint slices
-    (runs ``first_run .. first_run + runs - 1``) of one exploration.
+    (runs ``first_run .. first_run + runs - 1``) of one exploration. With ``preempt_calls`` (the
+    default), entering a user-defined function is a scheduling point, as it is a switch point for
+    CPython's GIL; without it, threads switch only at synchronisation operations.
     """
     _check_options(runs, depth, max_steps)
     resolved = resolve(target)
@@ -84,14 +91,15 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
     if hasattr(chooser, "calibrate"):
-        chooser.calibrate(run_once(resolved, PositionReplay(()), 0, max_steps).choice_points)
+        chooser.calibrate(run_once(resolved, PositionReplay(()), 0, max_steps,
+                                   preempt_calls=preempt_calls).choice_points)
     for index in range(first_run, first_run + runs):
-        result = run_once(resolved, chooser, index, max_steps)
+        result = run_once(resolved, chooser, index, max_steps, preempt_calls=preempt_calls)
         if progress is not None:
             progress(index + 1 - first_run)
         if result.failure is not None:
             schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
-                                tuple(result.deviations))
+                                tuple(result.deviations), preempt_calls)
             failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
             return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
     return Report(None, runs, strategy, seed, real_monotonic() - started)
@@ -105,17 +113,17 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
     """Shrink the failing schedule, then replay it with tracing to build the report."""
     if found.kind not in _NOT_SHRUNK:
         def attempt(candidate):
-            result = run_once(target, PositionReplay(candidate), 0, max_steps)
+            result = run_once(target, PositionReplay(candidate), 0, max_steps, preempt_calls=schedule.preempt_calls)
             failed = result.failure is not None and _same_failure(result.failure, found)
             return Outcome(failed, tuple(result.positions), result.choice_points, tuple(result.choices))
 
         positions = shrink(positions, schedule.steps, attempt)
-        shrunk = run_once(target, PositionReplay(positions), 0, max_steps)
+        shrunk = run_once(target, PositionReplay(positions), 0, max_steps, preempt_calls=schedule.preempt_calls)
         schedule = Schedule(schedule.target, schedule.strategy, schedule.seed, schedule.run_index,
-                            shrunk.choice_points, tuple(shrunk.deviations))
+                            shrunk.choice_points, tuple(shrunk.deviations), schedule.preempt_calls)
     if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
         return _failure(found, schedule, target, (), ())
-    traced = run_once(target, Replay(schedule), 0, max_steps, tracing=True)
+    traced = run_once(target, Replay(schedule), 0, max_steps, tracing=True, preempt_calls=schedule.preempt_calls)
     if traced.failure is None or not _same_failure(traced.failure, found):
         note = ("this failure did not happen again when its schedule was replayed: the test depends on "
                 "something besides thread scheduling (wall time, randomness, I/O, state left by earlier runs)")
@@ -150,7 +158,7 @@ def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
-    result = run_once(resolved, Replay(recorded), 0, max_steps, tracing=True)
+    result = run_once(resolved, Replay(recorded), 0, max_steps, tracing=True, preempt_calls=recorded.preempt_calls)
     if result.failure is None:
         if result.choice_points != recorded.steps:
             raise ReplayDiverged(min(result.choice_points, recorded.steps),

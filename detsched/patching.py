@@ -144,10 +144,32 @@ def _is_user_module(module) -> bool:
     if not isinstance(name, str) or name.partition(".")[0] in INFRASTRUCTURE:
         return False
     path = getattr(module, "__file__", None)
-    if not isinstance(path, str):
-        return False
-    path = os.path.realpath(path)
-    return not path.startswith(_STDLIB_DIRS) or path.startswith(_SITE_DIRS)
+    return isinstance(path, str) and is_user_file(path)
+
+
+def is_user_file(path: str) -> bool:
+    """Whether code in ``path`` is the user's: not detsched, not the standard library, not a test
+    tool. Installed third-party packages count as user code (their locks are the user's locks)."""
+    if path.startswith("<"):
+        return not path.startswith("<frozen ")  # frozen stdlib modules
+    path = _realpath(path)
+    for site in _SITE_DIRS:
+        if path.startswith(site):
+            return path[len(site):].partition(os.sep)[0].partition(".")[0] not in INFRASTRUCTURE
+    return not path.startswith(_STDLIB_DIRS) and not path.startswith(_DETSCHED_DIR)
+
+
+_realpaths: dict[str, str] = {}
+
+
+def _realpath(path: str) -> str:
+    real = _realpaths.get(path)
+    if real is None:
+        real = _realpaths[path] = os.path.realpath(path)
+    return real
+
+
+_DETSCHED_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
 
 class _Twins:

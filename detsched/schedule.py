@@ -8,6 +8,7 @@ deviate from it, as ``(step, value)`` pairs. A two-thread lost update is one or 
 String layout (``ds1:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
+    varint  flags (bit 0: user function calls were not scheduling points)
     varint  seed (zig-zag), run_index, steps, len(deviations)
     varint  for each deviation: step delta from the previous deviation, value
     4 bytes target fingerprint (CRC-32 of the target's name, big-endian)
@@ -53,6 +54,7 @@ class Schedule:
     steps: int  # number of decisions the recorded run made; replay checks it
     # Invariant: steps strictly increase, and every step < self.steps
     deviations: tuple[tuple[int, int], ...] = field(default=())
+    preempt_calls: bool = True  # were user function calls scheduling points? Replay must match.
 
     def __post_init__(self):
         steps = [s for s, _ in self.deviations]
@@ -68,6 +70,7 @@ class Schedule:
         name = self.strategy.encode("ascii")
         _put_varint(out, len(name))
         out += name
+        _put_varint(out, 0 if self.preempt_calls else 1)
         for number in (_zigzag(self.seed), self.run_index, self.steps, len(self.deviations)):
             _put_varint(out, number)
         previous = 0
@@ -99,6 +102,7 @@ class Schedule:
         reader = _Reader(raw[:-8])
         try:
             strategy = reader.take(reader.varint()).decode("ascii")
+            flags = reader.varint()
             seed = _unzigzag(reader.varint())
             run_index, steps, count = reader.varint(), reader.varint(), reader.varint()
             deviations, step = [], 0
@@ -108,7 +112,7 @@ class Schedule:
         except (IndexError, UnicodeDecodeError):
             raise ScheduleError("corrupt schedule: payload ends early") from None
         target = int.from_bytes(raw[-8:-4], "big")
-        return cls(target, strategy, seed, run_index, steps, tuple(deviations))
+        return cls(target, strategy, seed, run_index, steps, tuple(deviations), not flags & 1)
 
     def to_json(self, **extra) -> str:
         return json.dumps({"schedule": self.dumps(), **extra}, indent=2)

@@ -139,8 +139,10 @@ class RunResult:
 class Scheduler:
     """Runs one execution of a target under a strategy."""
 
-    def __init__(self, strategy, *, max_steps: int, tracing: bool = False):
+    def __init__(self, strategy, *, max_steps: int, tracing: bool = False,
+                 thread_setup: Callable[[], None] = lambda: None):
         self.strategy = strategy
+        self.thread_setup = thread_setup  # runs first in every controlled thread
         self.max_steps = max_steps
         self.tracing = tracing
         self.clock = VirtualClock()
@@ -310,6 +312,7 @@ class Scheduler:
                 raise RunAborted
             lt.op = None
             _install_trace_hooks()
+            self.thread_setup()
             body()
         except (RunAborted, SystemExit):
             pass
