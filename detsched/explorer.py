@@ -150,6 +150,11 @@ def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
     Raises ``ReplayDiverged`` when the program no longer follows the schedule, and ``ScheduleError``
     when the schedule is corrupt or was recorded for another target.
     """
+    return replay_traced(target, schedule, max_steps=max_steps)[0]
+
+
+def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failure | None, list]:
+    """``replay``, also returning the recorded trace (for ``detsched show``, pass or fail)."""
     resolved = resolve(target)
     recorded = load_schedule(schedule)
     expected = fingerprint(resolved.name)
@@ -164,8 +169,8 @@ def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
             raise ReplayDiverged(min(result.choice_points, recorded.steps),
                                  f"the run made {result.choice_points} decisions where the schedule recorded "
                                  f"{recorded.steps}, and passed")
-        return None
+        return None, result.trace
     notes = ()
     if result.failure.kind not in _NOT_SHRUNK and result.choice_points != recorded.steps:
         notes = (f"the run made {result.choice_points} decisions where the schedule recorded {recorded.steps}",)
-    return _failure(result.failure, recorded, resolved, tuple(result.trace), notes)
+    return _failure(result.failure, recorded, resolved, tuple(result.trace), notes), result.trace

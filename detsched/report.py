@@ -34,23 +34,30 @@ class Failure:
 
     @property
     def replay_command(self) -> str:
-        return f"detsched replay {shlex.quote(self.target)} --schedule {shlex.quote(self.schedule.dumps())}"
+        # Schedule strings are URL-safe base64: always safe inside single quotes.
+        return f"detsched replay {shlex.quote(self.target)} --schedule '{self.schedule.dumps()}'"
 
     def timeline(self, limit: int | None = None) -> str:
         return render_timeline(self.trace, limit)
 
     def __str__(self) -> str:
-        lines = [f"{self.kind}: {self.message}"]
+        return f"{self.kind}: {self.message}\n{self.body}"
+
+    @property
+    def body(self) -> str:
+        """Everything after the one-line summary: thread, traceback or stacks, notes, interleaving."""
+        lines = []
         if self.thread:
             lines.append(f"  in {self.thread}")
         if self.details:
             lines += ["", self.details.rstrip()]
-        lines += [""] + [f"note: {note}" for note in self.notes]
+        if self.notes:
+            lines += [""] + [f"note: {note}" for note in self.notes]
         if self.trace:
             preemptions = self.schedule.preemptions
-            lines += [f"Interleaving ({preemptions} preemption{'s' * (preemptions != 1)}, {len(self.trace)} steps):",
-                      self.timeline(REPORT_STEPS)]
-        return "\n".join(lines).replace("\n\n\n", "\n\n")
+            lines += ["", f"Interleaving ({preemptions} preemption{'s' * (preemptions != 1)}, "
+                          f"{len(self.trace)} steps):", self.timeline(REPORT_STEPS)]
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class Report:
         if self.failure is None:
             return f"passed: no failure in {self.runs} runs (strategy={self.strategy}, seed={self.seed})"
         f = self.failure
-        return (f"FAILED ({f.kind}) after {self.runs} run{'s' * (self.runs != 1)}: {f.message}\n\n{f}\n"
+        return (f"FAILED ({f.kind}) after {self.runs} run{'s' * (self.runs != 1)}: {f.message}\n{f.body}\n\n"
                 f"replay: {f.replay_command}")
 
 

@@ -1,0 +1,200 @@
+"""The ``detsched`` command line: ``run`` explores a target, ``replay`` reproduces a failure from
+its schedule, ``show`` prints a schedule's interleaving as a timeline.
+
+Exit codes: 0 nothing found (or a replay that passed), 1 a failure found or reproduced, 2 usage
+error (bad target, bad option, corrupt or stale schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .clock import real_monotonic
+from .errors import DetschedUsageError, ScheduleError
+from .explorer import MAX_RUNS, explore, replay_traced
+from .report import render_timeline
+from .schedule import Schedule
+from .strategies import STRATEGIES
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: Seconds between progress-line updates on a terminal.
+PROGRESS_EVERY = 0.5
+
+_DESCRIPTION = """\
+Deterministic concurrency testing for Python threads. detsched runs your function under a
+controlled scheduler (one thread at a time, every switch chosen by a strategy), explores many
+interleavings, and reports the first failure -- an exception in any thread, a deadlock, a lost
+wakeup, a leaked thread, a livelock -- with a schedule string that replays it exactly.
+
+TARGET is 'path/to/file.py::function' or 'package.module:function'; the function takes no
+arguments and is called once per run."""
+
+_EPILOG = """\
+examples:
+  detsched run examples/bank.py::main
+  detsched run tests/test_cache.py::test_stampede --runs 5000 --strategy random
+  detsched replay examples/bank.py::main --schedule 'ds1:...'
+  detsched replay failure.json
+  detsched show examples/bank.py::main --schedule 'ds1:...'
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _runs(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RUNS} runs, got {value}")
+    return value
+
+
+def _depth(text: str) -> int:
+    value = _positive(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"PCT depth is the number of ordering constraints a bug needs (1-5 is typical); got {value}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detsched", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"detsched {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="explore interleavings of TARGET and report the first failure",
+                              description="Run TARGET many times, each under a different interleaving, "
+                                          "and stop at the first failure.")
+    run.add_argument("target", metavar="TARGET", help="'file.py::function' or 'package.module:function'")
+    run.add_argument("--strategy", choices=sorted(STRATEGIES), default="pct",
+                     help="how to pick who runs next: pct (priority change points; good at rare orders) "
+                          "or random (uniform at each step). Default: pct")
+    run.add_argument("--runs", type=_runs, default=1000, help="how many runs to try (default 1000)")
+    run.add_argument("--seed", type=_integer, default=0,
+                     help="the same seed explores the same runs on any machine (default 0; "
+                          "DETSCHED_SEED overrides)")
+    run.add_argument("--depth", type=_depth, default=3,
+                     help="PCT bug depth: how many ordering constraints the bug needs (default 3)")
+    run.add_argument("--max-steps", type=_positive, default=100_000,
+                     help="scheduling steps one run may take before it is reported as a livelock (default 100000)")
+    run.add_argument("--no-preempt-calls", dest="preempt_calls", action="store_false",
+                     help="switch threads only at synchronisation operations, not also when user "
+                          "code calls a function")
+    run.add_argument("--save", metavar="FILE", help="write the failing schedule to FILE as JSON")
+
+    for name, summary in (("replay", "reproduce a failure from its schedule"),
+                          ("show", "print a schedule's interleaving as a timeline, one column per thread")):
+        command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        command.add_argument("source", metavar="FILE|TARGET",
+                             help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
+        command.add_argument("--schedule", metavar="STR", help="the 'ds1:...' string a failure report printed")
+        command.add_argument("--max-steps", type=_positive, default=100_000, help="as for run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        target, schedule = _replay_inputs(args)
+        return _replay(target, schedule, args, show=args.command == "show")
+    except DetschedUsageError as exc:
+        print(f"detsched: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("detsched: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    progress = _Progress(args.runs) if sys.stderr.isatty() else None
+    report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
+                     max_steps=args.max_steps, preempt_calls=args.preempt_calls, progress=progress)
+    if progress is not None:
+        progress.clear()
+    print(f"explored {report.runs} run{'s' * (report.runs != 1)} in {report.elapsed:.2f}s "
+          f"({report.runs_per_second:,.0f} runs/s), strategy={report.strategy}, seed={report.seed}",
+          file=sys.stderr)
+    print(report)
+    if report.failure is None:
+        return EXIT_OK
+    if args.save:
+        failure = report.failure
+        with open(args.save, "w") as handle:
+            handle.write(failure.schedule.to_json(target=failure.target, kind=failure.kind,
+                                                  message=failure.message, run_index=failure.run_index,
+                                                  strategy=report.strategy, seed=report.seed))
+        print(f"saved: {args.save} (replay with: detsched replay {args.save})")
+    return EXIT_FAILURE
+
+
+def _replay_inputs(args) -> tuple[str, str]:
+    if args.schedule is not None:
+        return args.source, args.schedule
+    if args.source.endswith(".py") or "::" in args.source or ":" in args.source and not os.path.exists(args.source):
+        raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds1:...' (or give a JSON file)")
+    try:
+        with open(args.source) as handle:
+            schedule, data = Schedule.from_json(handle.read())
+    except OSError as exc:
+        raise DetschedUsageError(f"cannot read schedule file {args.source!r}: {exc.strerror}") from None
+    target = data.get("target")
+    if not isinstance(target, str):
+        raise ScheduleError(f"{args.source} has no \"target\"; pass the target and --schedule instead")
+    return target, schedule.dumps()
+
+
+def _replay(target: str, schedule: str, args, *, show: bool) -> int:
+    failure, trace = replay_traced(target, schedule, max_steps=args.max_steps)
+    if show:
+        print(render_timeline(trace))
+        print()
+    if failure is None:
+        print("passed: the schedule ran to completion without a failure")
+        return EXIT_OK
+    print(f"reproduced ({failure.kind}): {failure.message}")
+    print(f"  in {failure.thread}\n\n{failure.details.rstrip()}" if show else failure.body)
+    return EXIT_FAILURE
+
+
+class _Progress:
+    """A self-overwriting progress line on a terminal: runs done and runs per second."""
+
+    def __init__(self, total: int):
+        self.total, self.started, self.shown = total, real_monotonic(), 0.0
+
+    def __call__(self, done: int) -> None:
+        now = real_monotonic()
+        if now - self.shown >= PROGRESS_EVERY:
+            self.shown = now
+            rate = done / max(now - self.started, 1e-9)
+            sys.stderr.write(f"\r  {done:,}/{self.total:,} runs ({rate:,.0f} runs/s)")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
