@@ -90,18 +90,26 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     seed = seed_from_environment(seed)
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
+
+    def found(result: RunResult, index: int) -> Report:
+        schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
+                            tuple(result.deviations), preempt_calls)
+        failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
+        return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
+
     if hasattr(chooser, "calibrate"):
-        chooser.calibrate(run_once(resolved, PositionReplay(()), 0, max_steps,
-                                   preempt_calls=preempt_calls).choice_points)
+        # A run under the default policy measures the run length; it is a real run, so a failure
+        # in it is reported like any other.
+        calibration = run_once(resolved, PositionReplay(()), 0, max_steps, preempt_calls=preempt_calls)
+        if calibration.failure is not None:
+            return found(calibration, first_run)
+        chooser.calibrate(calibration.choice_points)
     for index in range(first_run, first_run + runs):
         result = run_once(resolved, chooser, index, max_steps, preempt_calls=preempt_calls)
         if progress is not None:
             progress(index + 1 - first_run)
         if result.failure is not None:
-            schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
-                                tuple(result.deviations), preempt_calls)
-            failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
-            return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
+            return found(result, index)
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
