@@ -306,8 +306,11 @@ def test_function_calls_are_switch_points_unless_disabled():
         def read(self):
             return self.value
 
+        def write(self, value):
+            self.value = value
+
         def incr(self):
-            self.value = self.read() + 1
+            self.write(self.read() + 1)  # a switch can happen on entering write()
 
     def main():
         c = Counter()
