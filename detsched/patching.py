@@ -98,23 +98,31 @@ def _module_patches() -> list[tuple[object, str, object]]:
         (queue, "PriorityQueue", queues.PriorityQueue), (queue, "SimpleQueue", queues.SimpleQueue),
         (concurrent.futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
         (concurrent.futures.thread, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
-        (real_time, "sleep", _virtual(real_time.sleep, _sleep)),
-        (real_time, "monotonic", _virtual(real_time.monotonic, lambda c: c.monotonic())),
-        (real_time, "monotonic_ns", _virtual(real_time.monotonic_ns, lambda c: int(c.monotonic() * 1e9))),
-        (real_time, "perf_counter", _virtual(real_time.perf_counter, lambda c: c.monotonic())),
-        (real_time, "perf_counter_ns", _virtual(real_time.perf_counter_ns, lambda c: int(c.monotonic() * 1e9))),
-        (real_time, "time", _virtual(real_time.time, lambda c: c.wall())),
-        (real_time, "time_ns", _virtual(real_time.time_ns, lambda c: int(c.wall() * 1e9))),
     ]
-    monotonic = patches[-5][2]
-    patches += [(threading, "_time", monotonic), (queue, "time", monotonic)]
+    clock_functions = {
+        "sleep": _sleep,
+        "monotonic": lambda c: c.monotonic(),
+        "monotonic_ns": lambda c: int(c.monotonic() * 1e9),
+        "perf_counter": lambda c: c.monotonic(),
+        "perf_counter_ns": lambda c: int(c.monotonic() * 1e9),
+        "time": lambda c: c.wall(),
+        "time_ns": lambda c: int(c.wall() * 1e9),
+    }
+    virtual = {name: _virtual(getattr(real_time, name), function) for name, function in clock_functions.items()}
+    patches += [(real_time, name, function) for name, function in virtual.items()]
+    # The stdlib's own aliases of time.monotonic, bound at import.
+    patches += [(threading, "_time", virtual["monotonic"]), (queue, "time", virtual["monotonic"])]
     if hasattr(threading, "activeCount"):
         patches.append((threading, "activeCount", threads.active_count))
     for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
         if hasattr(os, name):
             patches.append((os, name, _unsupported(f"os.{name}()", getattr(os, name))))
+    import subprocess
+
+    patches.append((subprocess.Popen, "_execute_child",
+                    _unsupported("starting a subprocess", subprocess.Popen._execute_child)))
     try:
-        import _posixsubprocess
+        import _posixsubprocess  # used directly by multiprocessing
     except ImportError:  # not on Windows
         pass
     else:

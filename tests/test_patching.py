@@ -1,0 +1,113 @@
+"""Patching: code written against the stdlib runs under control however it bound the names, and
+the stdlib is exactly as before after every run, even after failures and interruptions."""
+
+import concurrent.futures
+import os
+import queue
+import subprocess
+import threading
+import time
+
+import pytest
+
+import detsched
+from detsched import DetschedUsageError
+
+MODULES = (threading, queue, time, concurrent.futures, threading.Thread, os, subprocess)
+
+
+def snapshot():
+    return {(m.__name__ if hasattr(m, "__name__") else repr(m), k): v
+            for m in MODULES for k, v in list(vars(m).items())}
+
+
+USER_MODULE = """
+import threading, queue
+from threading import Lock, Thread, Event, current_thread
+from time import sleep, monotonic
+
+LOCK = Lock()
+READY = Event()
+JOBS = queue.Queue()
+JOBS.put("first")
+
+class Worker(Thread):
+    def run(self):
+        with LOCK:
+            self.seen = (JOBS.get(), current_thread() is self)
+        sleep(10)
+        READY.set()
+
+class Registry:
+    guard = threading.RLock()
+
+def main():
+    start = monotonic()
+    w = Worker(name="worker")
+    w.start()
+    READY.wait()
+    w.join()
+    assert w.seen == ("first", True), w.seen
+    assert monotonic() - start == 10
+    assert "detsched" in repr(Registry.guard)  # a class attribute, swapped for the run
+"""
+
+
+def test_names_bound_at_import_are_controlled(make_module):
+    module = make_module("bound_names", USER_MODULE)
+    before = snapshot()
+    report = detsched.explore(module.main, runs=30)
+    assert report.failure is None, report
+    assert snapshot() == before
+    assert type(module.LOCK) is type(threading.Lock())  # the real lock is back
+    assert module.JOBS.get_nowait() == "first"  # module state is the same before every run
+    assert not module.READY.is_set()
+
+
+def test_stdlib_restored_after_a_failure(make_module):
+    before = snapshot()
+    report = detsched.explore(lambda: 1 / 0, runs=3)
+    assert report.failure.kind == "exception"
+    assert snapshot() == before
+
+
+def test_stdlib_restored_and_threads_stopped_after_interrupt():
+    before, alive = snapshot(), threading.active_count()
+
+    def main():
+        def worker():
+            threading.Event().wait()
+
+        threading.Thread(target=worker).start()
+        raise KeyboardInterrupt
+
+    detsched.explore(main, runs=1)  # KeyboardInterrupt in a controlled thread ends that run
+    assert snapshot() == before
+    assert threading.active_count() == alive
+
+
+def test_fork_is_refused_with_a_usage_error():
+    def main():
+        os.fork()
+
+    with pytest.raises(DetschedUsageError, match=r"os.fork\(\) is not supported"):
+        detsched.explore(main, runs=1)
+
+
+def test_subprocess_is_refused_with_a_usage_error():
+    def main():
+        subprocess.run(["true"])
+
+    with pytest.raises(DetschedUsageError, match="starting a subprocess is not supported"):
+        detsched.explore(main, runs=1)
+
+
+def test_real_functions_outside_controlled_threads():
+    results = []
+
+    def main():
+        results.append(time.time())
+
+    detsched.explore(main, runs=1)
+    assert set(results) == {1_700_000_000.0}
+    assert time.time() > 1_700_000_000.0 + 10**7  # outside the run: the real clock
