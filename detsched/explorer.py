@@ -3,6 +3,7 @@ shrink its schedule, and replay it with tracing to build the report."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -45,10 +46,10 @@ def seed_from_environment(seed: int) -> int:
 
 
 def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False,
-             preempt_calls: bool = True) -> RunResult:
+             preempt_calls: bool = True, verify: dict[int, int] | None = None) -> RunResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
     strategy.new_execution(run_index)
-    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing,
+    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
                       thread_setup=instrument.enter_thread if preempt_calls else lambda: None)
     patcher = Patcher()
     patcher.install()
@@ -92,9 +93,8 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     started = real_monotonic()
 
     def found(result: RunResult, index: int) -> Report:
-        schedule = Schedule(fingerprint(resolved.name), strategy, seed, index, result.choice_points,
-                            tuple(result.deviations), preempt_calls)
-        failure = _explain(resolved, schedule, tuple(result.positions), result.failure, max_steps)
+        origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), preempt_calls)
+        failure = _explain(resolved, _recorded(origin, result), tuple(result.positions), result.failure, max_steps)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
     if hasattr(chooser, "calibrate"):
@@ -113,6 +113,12 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
+def _recorded(origin: Schedule, result: RunResult) -> Schedule:
+    """The schedule of ``result``, with ``origin``'s target, strategy, seed and run index."""
+    return dataclasses.replace(origin, steps=result.choice_points, deviations=tuple(result.deviations),
+                               checks=tuple(result.checks), path=result.path)
+
+
 def _same_failure(a: FailureInfo, b: FailureInfo) -> bool:
     return a.kind == b.kind and type(a.exception) is type(b.exception)
 
@@ -127,11 +133,10 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
 
         positions = shrink(positions, schedule.steps, attempt)
         shrunk = run_once(target, PositionReplay(positions), 0, max_steps, preempt_calls=schedule.preempt_calls)
-        schedule = Schedule(schedule.target, schedule.strategy, schedule.seed, schedule.run_index,
-                            shrunk.choice_points, tuple(shrunk.deviations), schedule.preempt_calls)
+        schedule = _recorded(schedule, shrunk)
     if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
         return _failure(found, schedule, target, (), ())
-    traced = run_once(target, Replay(schedule), 0, max_steps, tracing=True, preempt_calls=schedule.preempt_calls)
+    traced = _replay_run(target, schedule, max_steps)
     if traced.failure is None or not _same_failure(traced.failure, found):
         note = ("this failure did not happen again when its schedule was replayed: the test depends on "
                 "something besides thread scheduling (wall time, randomness, I/O, state left by earlier runs)")
@@ -171,14 +176,20 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
-    result = run_once(resolved, Replay(recorded), 0, max_steps, tracing=True, preempt_calls=recorded.preempt_calls)
+    result = _replay_run(resolved, recorded, max_steps)
+    diverged = result.choice_points != recorded.steps or (recorded.path and result.path != recorded.path)
     if result.failure is None:
-        if result.choice_points != recorded.steps:
-            raise ReplayDiverged(min(result.choice_points, recorded.steps),
-                                 f"the run made {result.choice_points} decisions where the schedule recorded "
-                                 f"{recorded.steps}, and passed")
+        if diverged:
+            raise ReplayDiverged(result.steps, f"the run took another path after the last recorded deviation "
+                                 f"({result.choice_points} decisions; the schedule recorded {recorded.steps}) "
+                                 "and passed")
         return None, result.trace
     notes = ()
-    if result.failure.kind not in _NOT_SHRUNK and result.choice_points != recorded.steps:
-        notes = (f"the run made {result.choice_points} decisions where the schedule recorded {recorded.steps}",)
+    if result.failure.kind not in _NOT_SHRUNK and diverged:
+        notes = ("the run took another path than the schedule recorded, but failed the same way",)
     return _failure(result.failure, recorded, resolved, tuple(result.trace), notes), result.trace
+
+
+def _replay_run(target: Target, schedule: Schedule, max_steps: int) -> RunResult:
+    return run_once(target, Replay(schedule), 0, max_steps, tracing=True, preempt_calls=schedule.preempt_calls,
+                    verify=schedule.verify)

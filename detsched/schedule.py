@@ -10,7 +10,8 @@ String layout (``ds1:`` + unpadded URL-safe base64 of)::
     varint  len(strategy), strategy name (ASCII)
     varint  flags (bit 0: user function calls were not scheduling points)
     varint  seed (zig-zag), run_index, steps, len(deviations)
-    varint  for each deviation: step delta from the previous deviation, value
+    varint  for each deviation: step delta from the previous deviation, value, path check
+    4 bytes path checksum of the whole run (big-endian)
     4 bytes target fingerprint (CRC-32 of the target's name, big-endian)
     4 bytes CRC-32 of everything before it (big-endian)
 """
@@ -55,11 +56,20 @@ class Schedule:
     # Invariant: steps strictly increase, and every step < self.steps
     deviations: tuple[tuple[int, int], ...] = field(default=())
     preempt_calls: bool = True  # were user function calls scheduling points? Replay must match.
+    checks: tuple[int, ...] = ()  # 16-bit checksum of the path before each deviation
+    path: int = 0  # 32-bit checksum of the whole run's path
+
+    @property
+    def verify(self) -> dict[int, int]:
+        """Decision index -> expected path check, for the scheduler to verify during replay."""
+        return {step: check for (step, _), check in zip(self.deviations, self.checks)}
 
     def __post_init__(self):
         steps = [s for s, _ in self.deviations]
         if steps != sorted(set(steps)) or (steps and (steps[0] < 0 or steps[-1] >= self.steps)):
             raise ScheduleError(f"corrupt schedule: deviation steps {steps} out of order or range")
+        if self.checks and len(self.checks) != len(self.deviations):
+            raise ScheduleError("corrupt schedule: one path check per deviation expected")
 
     @property
     def preemptions(self) -> int:
@@ -74,10 +84,13 @@ class Schedule:
         for number in (_zigzag(self.seed), self.run_index, self.steps, len(self.deviations)):
             _put_varint(out, number)
         previous = 0
-        for step, value in self.deviations:
+        checks = self.checks or (0,) * len(self.deviations)
+        for (step, value), check in zip(self.deviations, checks):
             _put_varint(out, step - previous)
             _put_varint(out, value)
+            _put_varint(out, check)
             previous = step
+        out += self.path.to_bytes(4, "big")
         out += self.target.to_bytes(4, "big")
         out += zlib.crc32(out).to_bytes(4, "big")
         return _PREFIX + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
@@ -97,22 +110,24 @@ class Schedule:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError) as exc:
             raise ScheduleError(f"corrupt schedule: {exc}") from None
-        if len(raw) < 9 or zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "big"):
+        if len(raw) < 13 or zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "big"):
             raise ScheduleError("corrupt or truncated schedule: checksum mismatch (was it copied whole?)")
-        reader = _Reader(raw[:-8])
+        reader = _Reader(raw[:-12])
         try:
             strategy = reader.take(reader.varint()).decode("ascii")
             flags = reader.varint()
             seed = _unzigzag(reader.varint())
             run_index, steps, count = reader.varint(), reader.varint(), reader.varint()
-            deviations, step = [], 0
+            deviations, checks, step = [], [], 0
             for _ in range(count):
                 step += reader.varint()
                 deviations.append((step, reader.varint()))
+                checks.append(reader.varint())
         except (IndexError, UnicodeDecodeError):
             raise ScheduleError("corrupt schedule: payload ends early") from None
+        path = int.from_bytes(raw[-12:-8], "big")
         target = int.from_bytes(raw[-8:-4], "big")
-        return cls(target, strategy, seed, run_index, steps, tuple(deviations), not flags & 1)
+        return cls(target, strategy, seed, run_index, steps, tuple(deviations), not flags & 1, tuple(checks), path)
 
     def to_json(self, **extra) -> str:
         return json.dumps({"schedule": self.dumps(), **extra}, indent=2)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _thread
 import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -130,6 +131,8 @@ class RunResult:
     deviations: list[tuple[int, int]]
     positions: list[tuple[tuple[int, int], int]]  # the same deviations keyed by (tid, ops) of the deciding thread
     choices: list[tuple[tuple[int, int], tuple[int, ...], int]]  # every decision with a choice: (position, options, default)
+    checks: list[int]  # path checksum before each deviation
+    path: int  # path checksum of the whole run
     choice_points: int
     steps: int
     trace: list[TraceStep] = field(default_factory=list)
@@ -140,7 +143,7 @@ class Scheduler:
     """Runs one execution of a target under a strategy."""
 
     def __init__(self, strategy, *, max_steps: int, tracing: bool = False,
-                 thread_setup: Callable[[], None] = lambda: None):
+                 thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None):
         self.strategy = strategy
         self.thread_setup = thread_setup  # runs first in every controlled thread
         self.max_steps = max_steps
@@ -154,6 +157,12 @@ class Scheduler:
         self.choice_points = 0
         self.deviations: list[tuple[int, int]] = []
         self.positions: list[tuple[tuple[int, int], int]] = []
+        # A checksum of the path so far (every step's thread and kind of operation): replay compares
+        # it at each recorded deviation (``verify``: decision index -> expected low 16 bits) and at
+        # the end, so a program that changed is caught near where it changed.
+        self.path = 0
+        self.checks: list[int] = []  # path before each deviation, low 16 bits
+        self.verify = verify or {}
         self.choices: list[tuple[tuple[int, int], tuple[int, ...], int]] = []
         self.labels: dict[str, int] = {}  # creation site -> objects labelled there so far
         self.trace: list[TraceStep] = []
@@ -193,6 +202,7 @@ class Scheduler:
         if self.aborting:
             raise RunAborted
         me.ops += 1
+        self._verify_path(me)
         try:
             value = self.strategy.next_data(bound, at=(me.tid, me.ops))
         except ReplayDiverged as exc:
@@ -201,11 +211,20 @@ class Scheduler:
         if value != 0:
             self.deviations.append((self.choice_points, value))
             self.positions.append(((me.tid, me.ops), value))
+            self.checks.append(self.path & 0xFFFF)
         self.choice_points += 1
+        self.path = _extend_path(self.path, value, what)
         if self.tracing:
             self.trace.append(TraceStep(self.steps, me.tid, me.name, f"{what} #{value} of {bound}",
                                         frames.user_location(2)))
         return value
+
+    def _verify_path(self, me: LogicalThread) -> None:
+        expected = self.verify.get(self.choice_points)
+        if expected is not None and expected != self.path & 0xFFFF:
+            self._fail_usage(me, ReplayDiverged(
+                self.steps, f"the threads did different operations before decision {self.choice_points} "
+                "than when the schedule was recorded"))
 
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
         """A scheduling point for a non-blocking check (try-acquire, ``is_set``...). A thread whose
@@ -258,6 +277,7 @@ class Scheduler:
             chosen = runnable[0]
         else:
             tids = [t.tid for t in runnable]
+            self._verify_path(me)
             default = default_task(tids, current)
             self.choices.append(((me.tid, me.ops), tuple(tids), default))
             try:
@@ -267,9 +287,11 @@ class Scheduler:
             if tid != default:
                 self.deviations.append((self.choice_points, tid))
                 self.positions.append(((me.tid, me.ops), tid))
+                self.checks.append(self.path & 0xFFFF)
             self.choice_points += 1
             chosen = self.threads[tid]
         self.steps += 1
+        self.path = _extend_path(self.path, chosen.tid, chosen.op.kind)
         if self.tracing:
             self._record(me, chosen, current)
         if self.steps > self.max_steps:
@@ -439,7 +461,8 @@ class Scheduler:
             self._watch()
         finally:
             self._unwind()
-        return RunResult(self.failure, self.deviations, self.positions, self.choices, self.choice_points, self.steps, self.trace,
+        return RunResult(self.failure, self.deviations, self.positions, self.choices, self.checks, self.path,
+                         self.choice_points, self.steps, self.trace,
                          self.usage_error)
 
     def _watch(self) -> None:
@@ -477,6 +500,18 @@ class Scheduler:
                 t.park.release()
             if t.exited.acquire(timeout=UNWIND_TIMEOUT):
                 t.exited.release()
+
+
+_kind_codes: dict[str, int] = {}
+
+
+def _extend_path(path: int, tid: int, kind: str) -> int:
+    """Fold one step into the path checksum. Only the operation's kind counts ("call", "acquire"),
+    not its details, which may differ between Python versions."""
+    code = _kind_codes.get(kind)
+    if code is None:
+        code = _kind_codes[kind] = zlib.crc32(kind.split(" ", 1)[0].split("(", 1)[0].encode())
+    return (path * 1_000_003 + tid * 7919 + code) & 0xFFFFFFFF
 
 
 def _lost_wakeup(blocked: list[LogicalThread]) -> str | None:

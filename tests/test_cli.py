@@ -1,0 +1,154 @@
+"""The command line: exit codes, the replay line it prints, and clear errors for bad input."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from detsched.cli import main
+
+BUGGY = '''
+import threading
+
+def transfer(account, lock):
+    with lock:
+        balance = account["balance"]
+    with lock:
+        account["balance"] = balance + 10
+
+def main():
+    account, lock = {"balance": 0}, threading.Lock()
+    threads = [threading.Thread(target=transfer, args=(account, lock)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert account["balance"] == 20, f"balance is {account['balance']}, expected 20"
+
+def passes():
+    t = threading.Thread(target=print, args=("hi",))
+    t.start()
+    t.join()
+
+NOT_A_FUNCTION = 3
+
+def needs_args(x):
+    pass
+'''
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = tmp_path / "buggy.py"
+    path.write_text(BUGGY)
+    return str(path)
+
+
+def replay_line(out):
+    return re.search(r"replay: detsched replay (\S+) --schedule '(ds1:[^']+)'", out)
+
+
+def test_run_finds_the_bug_and_prints_the_replay_line(target, capsys):
+    assert main(["run", f"{target}::main"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED (exception) after ")
+    assert "AssertionError: balance is 10, expected 20" in out
+    assert "Interleaving (1 preemption" in out
+    assert replay_line(out).group(1) == f"{target}::main"
+
+
+def test_pasted_replay_line_reproduces_three_times(target, capsys):
+    main(["run", f"{target}::main"])
+    schedule = replay_line(capsys.readouterr().out).group(2)
+    for _ in range(3):
+        assert main(["replay", f"{target}::main", "--schedule", schedule]) == 1
+        assert "reproduced (exception): AssertionError: balance is 10, expected 20" in capsys.readouterr().out
+
+
+def test_save_and_replay_from_file(target, tmp_path, capsys):
+    saved = tmp_path / "failure.json"
+    assert main(["run", f"{target}::main", "--save", str(saved)]) == 1
+    data = json.loads(saved.read_text())
+    assert data["kind"] == "exception" and data["target"] == f"{target}::main"
+    assert main(["replay", str(saved)]) == 1
+    assert "reproduced (exception)" in capsys.readouterr().out
+
+
+def test_show_prints_a_timeline(target, capsys):
+    main(["run", f"{target}::main"])
+    schedule = replay_line(capsys.readouterr().out).group(2)
+    assert main(["show", f"{target}::main", "--schedule", schedule]) == 1
+    out = capsys.readouterr().out
+    assert "T1 Thread-1 (transfer)" in out and "acquire Lock(buggy.py:11)" in out
+
+
+def test_passing_target_exits_zero(target, capsys):
+    assert main(["run", f"{target}::passes", "--runs", "20"]) == 0
+    assert "passed: no failure in 20 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("missing.py::main", "target file 'missing.py' not found"),
+    ("{target}::nope", "no 'nope' in buggy; functions there: main, needs_args, passes, transfer"),
+    ("{target}::NOT_A_FUNCTION", "is a int, not a function"),
+    ("{target}::needs_args", "takes arguments (x)"),
+    ("{target}", "names no function"),
+    ("no_such_module_xyz:main", "module 'no_such_module_xyz' not found"),
+])
+def test_bad_targets_are_usage_errors(target, capsys, spec, message):
+    assert main(["run", spec.format(target=target)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_that_fails_to_import_shows_its_traceback(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import threading\nraise RuntimeError('config missing')\n")
+    assert main(["run", f"{broken}::main"]) == 2
+    err = capsys.readouterr().err
+    assert "importing" in err and "RuntimeError: config missing" in err and "line 2" in err
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ("ds1:AAAA", "corrupt or truncated"),
+    ("ds9:AAAA", "'ds9' is not supported"),
+    ("nonsense", "not a detsched schedule"),
+])
+def test_bad_schedules_are_usage_errors(target, capsys, schedule, message):
+    assert main(["replay", f"{target}::main", "--schedule", schedule]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_schedule_for_another_target_is_refused(target, capsys):
+    main(["run", f"{target}::main"])
+    schedule = replay_line(capsys.readouterr().out).group(2)
+    assert main(["replay", f"{target}::passes", "--schedule", schedule]) == 2
+    assert "recorded for another target" in capsys.readouterr().err
+
+
+def test_divergence_names_the_step(target, tmp_path, capsys):
+    main(["run", f"{target}::main"])
+    schedule = replay_line(capsys.readouterr().out).group(2)
+    changed = tmp_path / "buggy.py"
+    changed.write_text(BUGGY.replace('    with lock:\n        account["balance"] = balance + 10',
+                                     '    account["balance"] = balance + 10'))
+    for name in [n for n in sys.modules if n == "buggy"]:
+        del sys.modules[name]
+    assert main(["replay", f"{changed}::main", "--schedule", schedule]) == 2
+    assert re.search(r"replay diverged at step \d+", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args", [["--runs", "-3"], ["--runs", "0"], ["--depth", "0"], ["--depth", "1000"],
+                                  ["--runs", "many"], ["--strategy", "dfs"], ["--max-steps", "0"]])
+def test_bad_options_exit_two(target, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", f"{target}::main", *args])
+    assert exit_info.value.code == 2
+
+
+def test_python_dash_m_and_help():
+    out = subprocess.run([sys.executable, "-m", "detsched", "run", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "--strategy" in out.stdout and "pct" in out.stdout and "--save" in out.stdout
