@@ -1,0 +1,88 @@
+"""Determinism: the same seed explores the same runs in another process, and a schedule recorded
+on this interpreter replays on every other CPython that pyenv provides."""
+
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import detsched
+
+PROGRAM = '''
+import threading
+
+class Cache:
+    def __init__(self):
+        self.data, self.loads = {}, 0
+        self.lock = threading.Lock()
+
+    def load(self, key):
+        self.loads += 1
+        return key * 2
+
+    def get(self, key):
+        with self.lock:
+            cached = key in self.data
+        if not cached:
+            value = self.load(key)
+            with self.lock:
+                self.data[key] = value
+        return self.data[key]
+
+def main():
+    cache = Cache()
+    workers = [threading.Thread(target=cache.get, args=(7,)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert cache.loads == 1, f"loaded {cache.loads} times"
+'''
+
+EXPLORE = "import detsched; r = detsched.explore({target!r}, runs=500, seed=11, strategy={strategy!r}); " \
+          "print(r.runs, r.failure.schedule.dumps(), r.failure.message)"
+REPLAY = "import detsched; f = detsched.replay({target!r}, {schedule!r}); print(f.kind, f.message)"
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = tmp_path / "cache_prog.py"
+    path.write_text(PROGRAM)
+    return f"{path}::main"
+
+
+def run_python(python, code):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(detsched.__file__))),
+               PYTHONHASHSEED="random")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("strategy", ["pct", "random"])
+def test_same_seed_same_runs_in_two_processes(target, strategy):
+    first = run_python(sys.executable, EXPLORE.format(target=target, strategy=strategy))
+    second = run_python(sys.executable, EXPLORE.format(target=target, strategy=strategy))
+    assert first == second
+    assert "loaded 2 times" in first or "loaded 3 times" in first
+
+
+def other_interpreters():
+    found = []
+    for minor in ("3.10", "3.12", "3.13"):
+        candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{minor}.*/bin/python")))
+        if candidates and f"{sys.version_info.major}.{sys.version_info.minor}" != minor:
+            found.append(candidates[-1])
+    return found
+
+
+@pytest.mark.skipif(not other_interpreters(), reason="no other CPython under ~/.pyenv/versions")
+@pytest.mark.parametrize("python", other_interpreters())
+def test_schedule_replays_on_other_python_versions(target, python):
+    report = detsched.explore(target, runs=500, seed=11)
+    schedule = report.failure.schedule.dumps()
+    replayed = run_python(python, REPLAY.format(target=target, schedule=schedule))
+    assert replayed == f"{report.failure.kind} {report.failure.message}"
