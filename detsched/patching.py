@@ -25,7 +25,6 @@ import sysconfig
 import threading
 import time
 
-from . import clock as clock_module
 from . import futures, queues, sync, threads
 from .errors import DetschedUsageError
 from .scheduler import Op, current
@@ -93,7 +92,6 @@ def _module_patches() -> list[tuple[object, str, object]]:
         (threading, "BoundedSemaphore", sync.BoundedSemaphore), (threading, "Event", sync.Event),
         (threading, "Barrier", sync.Barrier), (threading, "main_thread", threads.main_thread),
         (threading, "enumerate", threads.enumerate_threads), (threading, "active_count", threads.active_count),
-        (threading, "_counter", threads.fresh_name_counter()),
         (queue, "Queue", queues.Queue), (queue, "LifoQueue", queues.LifoQueue),
         (queue, "PriorityQueue", queues.PriorityQueue), (queue, "SimpleQueue", queues.SimpleQueue),
         (concurrent.futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
@@ -136,7 +134,7 @@ def _module_patches() -> list[tuple[object, str, object]]:
 def _real_values() -> dict[int, object]:
     """Controlled twin by id() of each real stdlib callable a user module may have bound."""
     twins = {}
-    for owner, name, value in _module_patches():
+    for owner, name, value in _MODULE_PATCHES:
         real = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
         if real is not _MISSING and callable(real) and not isinstance(owner, type) and not name.startswith("_"):
             twins[id(real)] = (real, value)
@@ -144,6 +142,7 @@ def _real_values() -> dict[int, object]:
     return twins
 
 
+_MODULE_PATCHES = _module_patches()
 _REAL_TWINS = _real_values()
 
 
@@ -245,6 +244,62 @@ _RealEvent, _RealBarrier, _RealSimpleQueue = threading.Event, threading.Barrier,
 _QUEUE_TWINS = {queue.Queue: queues.Queue, queue.LifoQueue: queues.LifoQueue, queue.PriorityQueue: queues.PriorityQueue}
 
 
+class _ModuleScan:
+    """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
+    module's namespace changes size."""
+
+    __slots__ = ("module", "size", "hits")
+
+    def __init__(self, module):
+        self.module = module
+        self.size = len(module.__dict__)
+        self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
+        namespace, prefix = module.__dict__, module.__name__
+        for name, value in list(namespace.items()):
+            self._collect(namespace, name, value, f"{prefix}.{name}")
+            if isinstance(value, type) and value.__module__ == prefix:
+                for attr, member in list(vars(value).items()):
+                    self._collect(value, attr, member, f"{prefix}.{name}.{attr}")
+            elif type(value).__module__ == prefix and isinstance(getattr(value, "__dict__", None), dict):
+                for attr, member in list(vars(value).items()):
+                    self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
+
+    def _collect(self, owner, name: str, value, label: str) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            return
+        bound = _REAL_TWINS.get(id(value))
+        if (bound is not None and bound[0] is value) or type(value) in _TWINNED_TYPES:
+            self.hits.append((owner, name, value, label))
+
+
+_TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _RealSemaphore, _RealBoundedSemaphore,
+                            _RealEvent, _RealBarrier, _RealSimpleQueue, *_QUEUE_TWINS})
+_scans: dict[str, _ModuleScan] = {}
+_modules_seen = -1  # len(sys.modules) when the user modules were last listed
+
+
+def _user_module_scans() -> list[_ModuleScan]:
+    global _modules_seen
+    if len(sys.modules) != _modules_seen:
+        _modules_seen = len(sys.modules)
+        for name, module in list(sys.modules.items()):
+            scan = _scans.get(name)
+            if (scan is None or scan.module is not module) and module is not None and _is_user_module(module):
+                _scans[name] = _ModuleScan(module)
+        for name in [n for n in _scans if sys.modules.get(n) is not _scans[n].module]:
+            del _scans[name]
+    for name, scan in list(_scans.items()):
+        if len(scan.module.__dict__) != scan.size:
+            _scans[name] = _ModuleScan(scan.module)
+    return list(_scans.values())
+
+
+def _current(owner, name: str):
+    if isinstance(owner, dict):
+        return owner.get(name, _MISSING)
+    return owner.__dict__.get(name, _MISSING)
+
+
 class Patcher:
     """Installs the controlled world for one run; ``restore`` puts every replaced value back."""
 
@@ -262,8 +317,9 @@ class Patcher:
 
     def install(self) -> None:
         try:
-            for owner, name, value in _module_patches():
+            for owner, name, value in _MODULE_PATCHES:
                 self._set(owner, name, value)
+            self._set(threading, "_counter", threads.fresh_name_counter())
             futures.reset_pool_numbers()
             self._swap_user_modules()
         except BaseException:
@@ -272,29 +328,14 @@ class Patcher:
 
     def _swap_user_modules(self) -> None:
         twins = _Twins()
-        for module in list(sys.modules.values()):
-            if module is None or not _is_user_module(module):
-                continue
-            namespace = module.__dict__
-            for name, value in list(namespace.items()):
-                self._swap_value(namespace, name, value, f"{module.__name__}.{name}", twins)
-                if isinstance(value, type) and value.__module__ == module.__name__:
-                    for attr, member in list(vars(value).items()):
-                        self._swap_value(value, attr, member, f"{module.__name__}.{name}.{attr}", twins)
-                elif type(value).__module__ == module.__name__ and hasattr(value, "__dict__"):
-                    for attr, member in list(vars(value).items()):
-                        self._swap_value(value.__dict__, attr, member, f"{module.__name__}.{name}.{attr}", twins)
-
-    def _swap_value(self, owner, name: str, value, label: str, twins: _Twins) -> None:
-        if name.startswith("__") and name.endswith("__"):
-            return
-        bound = _REAL_TWINS.get(id(value))
-        if bound is not None and bound[0] is value:
-            self._set(owner, name, bound[1])
-            return
-        twin = twins.twin(value, label)
-        if twin is not None:
-            self._set(owner, name, twin)
+        for scan in _user_module_scans():
+            for owner, name, real, label in scan.hits:
+                if _current(owner, name) is not real:
+                    scan.size = -1  # rebound since the scan: look again next run
+                    continue
+                bound = _REAL_TWINS.get(id(real))
+                replacement = bound[1] if bound is not None and bound[0] is real else twins.twin(real, label)
+                self._set(owner, name, replacement)
 
     def restore(self) -> None:
         while self._saved:
@@ -311,8 +352,3 @@ class Patcher:
                     pass
             else:
                 setattr(owner, name, value)
-
-
-def real_clock_functions():
-    """The real time functions, for code that must measure wall time during a run."""
-    return clock_module.real_monotonic, clock_module.real_sleep

@@ -38,6 +38,7 @@ UNWIND_TIMEOUT = 2.0
 LIVELOCK_TAIL = 12
 
 _tls = _thread._local()
+_getprofile, _setprofile = sys.getprofile, sys.setprofile
 
 
 def current() -> LogicalThread | None:
@@ -186,9 +187,18 @@ class Scheduler:
         me.ops += 1
         if self.tracing:
             op.where = frames.user_location(3)
-        chosen = self._decide(me)
-        if chosen is not me:
-            self._hand_over(me, chosen)
+        # A profile hook (detsched's own call instrumentation before Python 3.12, or a user's
+        # profiler) has nothing to see in here and would cost more than the decision itself.
+        profiler = _getprofile()
+        if profiler is not None:
+            _setprofile(None)
+        try:
+            chosen = self._decide(me)
+            if chosen is not me:
+                self._hand_over(me, chosen)
+        finally:
+            if profiler is not None:
+                _setprofile(profiler)
         me.op = None
         me.spinning = False
         return op.ready is None or op.ready()
