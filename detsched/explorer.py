@@ -3,6 +3,7 @@ shrink its schedule, and replay it with tracing to build the report."""
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import os
 from typing import Callable
@@ -18,6 +19,7 @@ from .shrink import Outcome, shrink
 from .strategies import PositionReplay, Replay, make_strategy
 from .targets import Target, resolve
 
+_one_run_at_a_time = _thread.allocate_lock()
 #: Largest ``runs`` accepted; more is almost certainly a typo.
 MAX_RUNS = 10**9
 #: Failures whose replay is not worth shrinking: a livelock always runs to the step bound, and a
@@ -48,6 +50,18 @@ def seed_from_environment(seed: int) -> int:
 def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False,
              preempt_calls: bool = True, verify: dict[int, int] | None = None) -> RunResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
+    if not _one_run_at_a_time.acquire(blocking=False):
+        raise DetschedUsageError(
+            "detsched.explore() or replay() called while another run is in progress (from inside a "
+            "target, or from another thread); runs patch the standard library and cannot overlap"
+        )
+    try:
+        return _run_once(target, strategy, run_index, max_steps, tracing, preempt_calls, verify)
+    finally:
+        _one_run_at_a_time.release()
+
+
+def _run_once(target, strategy, run_index, max_steps, tracing, preempt_calls, verify) -> RunResult:
     strategy.new_execution(run_index)
     sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
                       thread_setup=instrument.enter_thread if preempt_calls else lambda: None)

@@ -373,8 +373,8 @@ class Scheduler:
         self.live.remove(lt)
         if self.aborting:
             return
-        if not self.live:
-            self._end()
+        if not self.live or (self.main.finished and all(t.daemon or t.idle for t in self.live)):
+            self._end()  # as at interpreter exit: only daemon threads and idle pool workers remain
             return
         chosen = self._decide(lt)
         self.running = chosen

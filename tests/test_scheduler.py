@@ -330,3 +330,27 @@ def test_names_and_labels_are_deterministic_across_runs():
     again = detsched.replay(lost_update, failure.schedule)
     assert failure.timeline() == again.timeline()
     assert "Thread-1 (withdraw)" in failure.timeline()
+
+
+def test_daemon_heartbeat_does_not_keep_the_run_alive():
+    def main():
+        beats = []
+
+        def heartbeat():
+            while True:
+                beats.append(time.monotonic())
+                time.sleep(1)
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        time.sleep(2.5)
+        assert len(beats) == 3
+
+    assert detsched.explore(main, runs=20, max_steps=1_000).failure is None
+
+
+def test_nested_exploration_is_a_usage_error():
+    def main():
+        detsched.explore(lambda: None, runs=1)
+
+    with pytest.raises(detsched.DetschedUsageError, match="another run is in progress"):
+        detsched.explore(main, runs=1)
