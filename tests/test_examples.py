@@ -1,0 +1,102 @@
+"""The bundled examples: each ``main`` has a bug detsched finds, reports readably and replays
+exactly; each ``fixed`` twin passes under both strategies."""
+
+import functools
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import detsched
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = REPO_DIR / "examples"
+
+#: example -> (kind detsched reports for ``main``, key phrases of its message)
+EXPECTED = {
+    "bank": ("exception", ["AssertionError: total is", "expected 200"]),
+    "deadlock": ("deadlock", ["waits for Lock(deadlock.py:", "held by T"]),
+    "producer_consumer": ("exception", ["IndexError: pop from an empty deque"]),
+    "worker_pool": ("exception", ["AssertionError: price of", "expected"]),
+    "fan_out": ("exception", ["ValueError: invalid literal for int() with base 10: 'n/a'"]),
+    "pipeline": ("deadlock", ["waits to join", "waits for Queue(pipeline.py:"]),
+    "single_flight": ("exception", ["AssertionError: loaded 'user:42' 2 times, expected once"]),
+    "cancellation": ("exception", ["was charged", "for an order reported as failed"]),
+}
+#: Runs of each fixed twin per strategy. The benchmark (benchmarks/examples_clean.py) runs
+#: 10,000 with pct; these keep the file quick.
+FIXED_RUNS = {"pct": 1000, "random": 500}
+
+
+def target(example: str, function: str) -> str:
+    return f"{EXAMPLES_DIR / example}.py::{function}"
+
+
+@functools.cache
+def found(example: str) -> detsched.Failure:
+    """The failure exploring ``main`` finds (explored once, shared by the tests below)."""
+    report = detsched.explore(target(example, "main"), runs=1000)
+    assert report.failure is not None, f"{example}: no failure in {report.runs} runs"
+    return report.failure
+
+
+def test_every_example_file_is_covered():
+    files = {path.stem for path in EXAMPLES_DIR.glob("*.py") if not path.name.startswith("aio_")}
+    assert files == set(EXPECTED)
+
+
+@pytest.mark.parametrize("example", EXPECTED)
+def test_bug_is_found_with_its_kind_and_message(example):
+    kind, phrases = EXPECTED[example]
+    failure = found(example)
+    assert failure.kind == kind, failure.message
+    for phrase in phrases:
+        assert phrase in failure.message
+
+
+@pytest.mark.parametrize("example", EXPECTED)
+def test_bug_replays_three_times_from_its_schedule_string(example):
+    failure = found(example)
+    schedule = failure.schedule.dumps()
+    for _ in range(3):
+        again = detsched.replay(target(example, "main"), schedule)
+        assert again is not None
+        assert (again.kind, again.message) == (failure.kind, failure.message)
+
+
+@pytest.mark.parametrize("strategy", FIXED_RUNS)
+@pytest.mark.parametrize("example", EXPECTED)
+def test_fixed_twin_passes(example, strategy):
+    report = detsched.explore(target(example, "fixed"), strategy=strategy, runs=FIXED_RUNS[strategy])
+    assert report.failure is None, str(report.failure)
+    assert report.runs == FIXED_RUNS[strategy]
+
+
+def test_bank_message_reads_as_in_the_readme():
+    assert found("bank").message == "AssertionError: total is 190, expected 200"
+
+
+def test_lost_worker_exception_names_the_thread_that_raised_it():
+    assert "'west'" in found("fan_out").thread
+
+
+def test_deadlock_report_shows_both_stacks():
+    details = found("deadlock").details
+    assert details.count("in transfer") == 2
+
+
+def detsched_command(*args: str) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh process from the repository root, as the README does."""
+    return subprocess.run([sys.executable, "-m", "detsched", *args], cwd=REPO_DIR, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_readme_replay_line_reproduces_the_bank_failure_in_a_fresh_process():
+    found_run = detsched_command("run", "examples/bank.py::main")
+    assert found_run.returncode == 1, found_run.stdout + found_run.stderr
+    replay_line = next(line for line in found_run.stdout.splitlines() if line.startswith("replay: detsched "))
+    replayed = detsched_command(*shlex.split(replay_line.removeprefix("replay: detsched ")))
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "AssertionError: total is 190, expected 200" in replayed.stdout
