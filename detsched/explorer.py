@@ -111,13 +111,11 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
         failure = _explain(resolved, _recorded(origin, result), tuple(result.positions), result.failure, max_steps)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
+    warm_up = _warm_up(resolved, max_steps, preempt_calls)
+    if warm_up.failure is not None:  # a real run, so its failure is reported like any other
+        return found(warm_up, first_run)
     if hasattr(chooser, "calibrate"):
-        # A run under the default policy measures the run length; it is a real run, so a failure
-        # in it is reported like any other.
-        calibration = run_once(resolved, PositionReplay(()), 0, max_steps, preempt_calls=preempt_calls)
-        if calibration.failure is not None:
-            return found(calibration, first_run)
-        chooser.calibrate(calibration.choice_points)
+        chooser.calibrate(warm_up.choice_points)
     for index in range(first_run, first_run + runs):
         result = run_once(resolved, chooser, index, max_steps, preempt_calls=preempt_calls)
         if progress is not None:
@@ -125,6 +123,14 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
         if result.failure is not None:
             return found(result, index)
     return Report(None, runs, strategy, seed, real_monotonic() - started)
+
+
+def _warm_up(target: Target, max_steps: int, preempt_calls: bool) -> RunResult:
+    """One run under the default policy before exploring or replaying. Code that initialises
+    something once per process (a lazily made lock, a cache, an import inside a function) does so
+    here, so every explored run and every replay -- even in a fresh process -- starts from the same
+    state and takes the same path. Its length is also PCT's estimate of k."""
+    return run_once(target, PositionReplay(()), 0, max_steps, preempt_calls=preempt_calls)
 
 
 def _recorded(origin: Schedule, result: RunResult) -> Schedule:
@@ -190,6 +196,7 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
+    _warm_up(resolved, max_steps, recorded.preempt_calls)
     result = _replay_run(resolved, recorded, max_steps)
     diverged = result.choice_points != recorded.steps or (recorded.path and result.path != recorded.path)
     if result.failure is None:

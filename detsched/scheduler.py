@@ -428,6 +428,9 @@ class Scheduler:
                     part += f" held by T{holder.tid}"
             parts.append(part)
         message = "; ".join(parts) + ("" if cycle else " (nothing can wake them)")
+        if self.tracing:  # end the timeline with the operations that never completed
+            for t in chain:
+                self.trace.append(TraceStep(self.steps, t.tid, t.name, t.op.describe(), t.op.where, "blocked"))
         return FailureInfo(kind, message, chain[0].label, self._stacks(chain), step=self.steps)
 
     def _stacks(self, threads: list[LogicalThread]) -> str:
@@ -456,6 +459,9 @@ class Scheduler:
             raise RunAborted
 
     def _end(self) -> None:
+        # From here on nothing is scheduled: threads still unwinding (the failing one, through its
+        # finally blocks) must not run others, or the trace would go on past the failure.
+        self.aborting = True
         if self._end_once.acquire(False):
             self.ended.release()
 
