@@ -19,6 +19,7 @@ from .errors import (
 )
 from .explorer import explore as explore, replay as replay
 from .report import Failure as Failure, Report as Report
+from .reproduce import reproduce as reproduce
 from .schedule import Schedule as Schedule
 from .scheduler import Op, current
 
@@ -33,4 +34,4 @@ def yield_point() -> None:
 
 
 __all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-           "Report", "Schedule", "ScheduleError", "explore", "replay", "yield_point"]
+           "Report", "Schedule", "ScheduleError", "explore", "replay", "reproduce", "yield_point"]

@@ -8,10 +8,12 @@ import sys
 import traceback
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: The pytest plugin, installed next to detsched, calls the test body in every run: its frames are ours too.
+_PLUGIN_DIR = os.path.join(os.path.dirname(_PACKAGE_DIR[:-1]), "pytest_detsched") + os.sep
 
 
 def is_internal(filename: str) -> bool:
-    return filename.startswith(_PACKAGE_DIR)
+    return filename.startswith((_PACKAGE_DIR, _PLUGIN_DIR))
 
 
 def user_location(depth: int = 2) -> str:

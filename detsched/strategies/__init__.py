@@ -40,11 +40,14 @@ STRATEGIES = {"random": RandomWalk, "pct": PCT}
 
 
 def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
+    from ..hooks import strategy_factories  # built-ins plus those plugins add (DESIGN §4)
+
+    factories = strategy_factories()
     try:
-        factory = STRATEGIES[name]
+        factory = factories[name]
     except KeyError:
         raise DetschedUsageError(
-            f"unknown strategy {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}"
+            f"unknown strategy {name!r}; choose one of: {', '.join(sorted(factories))}"
         ) from None
     return factory(seed=seed, depth=depth)
 

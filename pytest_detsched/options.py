@@ -1,0 +1,184 @@
+"""Settings of the pytest plugin: command-line and ini options, the marker's arguments, and how
+they combine into the settings one test is explored with.
+
+Precedence, highest first: the marker's arguments, the command line, the ini file, the defaults
+below. A marker states what one test needs; options set the default for every other test.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+
+import pytest
+
+from detsched.errors import DetschedUsageError
+from detsched.explorer import MAX_RUNS
+from detsched.hooks import strategy_factories
+from detsched.schedule import Schedule
+
+#: Runs per explored test unless told otherwise: a few tenths of a second for a small test, cheap
+#: enough for every run of a suite. Raise it in CI with ``--detsched-runs``.
+DEFAULT_RUNS = 200
+DEFAULT_STRATEGY = "pct"
+DEFAULT_DEPTH = 3
+DEFAULT_MAX_STEPS = 100_000
+#: Arguments ``@pytest.mark.detsched(...)`` accepts.
+MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps")
+MARKER_HELP = ("detsched(runs=200, strategy='pct', depth=3, seed=None, max_steps=100000): explore the "
+               "test's thread interleavings under detsched's controlled scheduler, re-running the body "
+               "once per run")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one test is explored."""
+
+    runs: int = DEFAULT_RUNS
+    strategy: str = DEFAULT_STRATEGY
+    depth: int = DEFAULT_DEPTH
+    seed: int | None = None  # None: derived from the test's node id
+    max_steps: int = DEFAULT_MAX_STEPS
+
+
+@dataclass(frozen=True)
+class Options:
+    """The session-wide options, parsed and checked once."""
+
+    defaults: Settings
+    replay: Schedule | None
+    explore_all: bool
+    save_dir: str | None
+    shards: int
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("detsched", "detsched: explore thread interleavings of marked tests")
+    _add(parser, group, "runs", "N", f"runs per explored test (default {DEFAULT_RUNS}; a marker's runs= wins)")
+    _add(parser, group, "strategy", "NAME",
+         f"how to pick who runs next: pct, random, or a plugin's strategy (default {DEFAULT_STRATEGY})")
+    _add(parser, group, "seed", "S",
+         "seed of every exploration (default: a CRC-32 of each test's node id, the same on every machine "
+         "and under pytest-xdist)")
+    _add(parser, group, "max-steps", "N",
+         f"scheduling steps one run may take before it is reported as a livelock (default {DEFAULT_MAX_STEPS})")
+    group.addoption("--detsched-replay", metavar="'ds1:...'", default=None,
+                    help="replay this schedule (printed under a failure) in the test it was recorded for, "
+                         "instead of exploring")
+    group.addoption("--detsched-all", action="store_true", default=None,
+                    help="also explore unmarked tests that start threads (ini: detsched_all = true)")
+    parser.addini("detsched_all", "explore every test that starts threads, marked or not", type="bool",
+                  default=False)
+    _add(parser, group, "save-dir", "DIR",
+         "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
+    _add(parser, group, "shards", "N",
+         "split each marked test's runs into N test items (for pytest-xdist: -n auto); together they "
+         "explore exactly the runs one item would (default 1)")
+
+
+def _add(parser, group, name: str, metavar: str, help: str) -> None:
+    group.addoption(f"--detsched-{name}", metavar=metavar, default=None, help=help)
+    parser.addini(f"detsched_{name.replace('-', '_')}", help)
+
+
+def read_options(config) -> Options:
+    """The session's options from the command line and ini file; ``pytest.UsageError`` if bad."""
+    try:
+        defaults = Settings(
+            runs=_setting(config, "runs", _runs, DEFAULT_RUNS),
+            strategy=_setting(config, "strategy", str, DEFAULT_STRATEGY),
+            seed=_setting(config, "seed", _integer, None),
+            max_steps=_setting(config, "max_steps", _positive, DEFAULT_MAX_STEPS),
+        )
+        replay_text = config.getoption("detsched_replay")
+        replay = Schedule.loads(replay_text) if replay_text else None
+        explore_all = config.getoption("detsched_all")
+        if explore_all is None:
+            explore_all = config.getini("detsched_all")
+        return Options(defaults, replay, bool(explore_all), _setting(config, "save_dir", str, None),
+                       _setting(config, "shards", _positive, 1))
+    except DetschedUsageError as exc:
+        raise pytest.UsageError(f"detsched: {exc}") from None
+
+
+def _setting(config, name: str, parse, default):
+    value = config.getoption(f"detsched_{name}")
+    where = f"--detsched-{name.replace('_', '-')}"
+    if value is None:
+        value = config.getini(f"detsched_{name}") or None
+        where = f"ini option detsched_{name}"
+    if value is None:
+        return default
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise DetschedUsageError(f"{where}: {exc}") from None
+
+
+def _integer(value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected an integer, got {value!r}") from None
+
+
+def _positive(value) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def _runs(value) -> int:
+    number = _positive(value)
+    if number > MAX_RUNS:
+        raise ValueError(f"at most {MAX_RUNS} runs, got {number}")
+    return number
+
+
+def _depth(value) -> int:
+    number = _positive(value)
+    if number > 100:
+        raise ValueError(f"PCT depth is the number of ordering constraints a bug needs (1-5 is typical), got {number}")
+    return number
+
+
+_PARSERS = {"runs": _runs, "depth": _depth, "seed": _integer, "max_steps": _positive}
+
+
+def marker_settings(marker, defaults: Settings) -> Settings:
+    """``defaults`` overridden by the marker's arguments; ``DetschedUsageError`` if they are bad."""
+    if marker.args:
+        raise DetschedUsageError(f"@pytest.mark.detsched takes keyword arguments only ({', '.join(MARKER_ARGUMENTS)}), "
+                                 f"got {marker.args!r}")
+    unknown = sorted(set(marker.kwargs) - set(MARKER_ARGUMENTS))
+    if unknown:
+        raise DetschedUsageError(f"@pytest.mark.detsched got unknown argument{'s' * (len(unknown) > 1)} "
+                                 f"{', '.join(unknown)}; it takes {', '.join(MARKER_ARGUMENTS)}")
+    changes = {}
+    for name, value in marker.kwargs.items():
+        if name == "strategy":
+            changes[name] = value
+            continue
+        if name == "seed" and value is None:
+            changes[name] = None
+            continue
+        try:
+            changes[name] = _PARSERS[name](value)
+        except ValueError as exc:
+            raise DetschedUsageError(f"@pytest.mark.detsched({name}=...): {exc}") from None
+    return replace(defaults, **changes)
+
+
+def check_strategy(name) -> None:
+    """Strategies are checked once conftest files (which may add some) are loaded."""
+    known = strategy_factories()
+    if name not in known:
+        raise DetschedUsageError(f"unknown strategy {name!r}; choose one of: {', '.join(sorted(known))}")
+
+
+def default_seed(test_id: str) -> int:
+    """A seed per test, the same on every machine and process (never ``hash()``, which is salted)."""
+    return zlib.crc32(test_id.encode())

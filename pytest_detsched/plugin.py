@@ -1,0 +1,258 @@
+"""The pytest plugin (entry point ``detsched``): the marker and options, a plan per test made at
+collection, running planned tests under detsched, the ``detsched`` fixture, sharding for
+pytest-xdist and the terminal summary."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+
+from detsched import hooks
+from detsched.errors import DetschedUsageError
+from detsched.reproduce import reproduced_schedule
+from detsched.schedule import Schedule, fingerprint
+
+from . import hookspecs
+from .options import MARKER_HELP, Options, add_options, check_strategy, default_seed, marker_settings, read_options
+from .runner import TESTS_PREFIX, ItemRunner, Plan, RunContext
+
+_PLAN = pytest.StashKey[Plan]()
+_CONTEXT = pytest.StashKey[RunContext]()
+#: The parameter --detsched-shards adds to marked tests; its value is the shard number.
+SHARD_PARAMETER = "_detsched_shard"
+#: Tests named in a usage error before the list is cut short.
+NAMED_TESTS = 3
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    options = read_options(config)
+    config.pluginmanager.register(DetschedSession(config, options), "detsched-session")
+    if options.shards > 1 and options.replay is None:
+        config.pluginmanager.register(Shards(options.shards), "detsched-shards")
+
+
+@pytest.fixture
+def detsched(request) -> RunContext:
+    """The detsched run in progress: ``run_index``, ``yield_point()``, ``schedule()`` (decisions so far)."""
+    context = request.node.stash.get(_CONTEXT, None)
+    if context is None:
+        pytest.fail("detsched: the detsched fixture needs a test explored by detsched: mark it with "
+                    "@pytest.mark.detsched", pytrace=False)
+    return context
+
+
+class DetschedSession:
+    """The plugin's state for one pytest session."""
+
+    def __init__(self, config, options: Options):
+        self.config, self.options = config, options
+        self.collected: dict[int, str] = {}  # fingerprint -> test id, of every test collected
+        self.results: list[dict] = []  # statistics of every explored item, from its report
+        self.strategies = _ConftestStrategies(config)
+        hooks.register(self.strategies)
+
+    def pytest_unconfigure(self) -> None:
+        hooks.unregister(self.strategies)
+
+    # ----------------------------------------------------------------- collection
+
+    def pytest_itemcollected(self, item) -> None:
+        name = test_id(item)
+        self.collected[fingerprint(name)] = name
+
+    @pytest.hookimpl(trylast=True)  # after deselection (-k, -m)
+    def pytest_collection_modifyitems(self, items) -> None:
+        problems = []
+        for item in items:
+            try:
+                plan = self._plan(item)
+            except DetschedUsageError as exc:
+                problems.append(f"{item.nodeid}: {exc}")
+                continue
+            if plan is not None:
+                item.stash[_PLAN] = plan
+                item.stash[_CONTEXT] = RunContext(plan)
+        replay = self.options.replay
+        if replay is not None and not any(item.stash.get(_PLAN, None) and item.stash[_PLAN].replay is replay
+                                          for item in items):
+            problems.append(self._replay_mismatch(replay, "--detsched-replay", [test_id(i) for i in items]))
+        if problems:
+            raise pytest.UsageError("detsched: " + "\n".join(problems))
+
+    def _plan(self, item) -> Plan | None:
+        if not isinstance(item, pytest.Function):
+            return None
+        name = test_id(item)
+        marker = item.get_closest_marker("detsched")
+        replay, origin = self._replay_for(item, name)
+        if marker is None and replay is None and not self.options.explore_all:
+            return None
+        probe = marker is None and replay is None
+        if probe and inspect.iscoroutinefunction(item.obj):
+            return None  # an async test belongs to its own plugin unless marked
+        settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults
+        check_strategy(settings.strategy)
+        first_run, runs = 0, settings.runs
+        shard = item.callspec.params.get(SHARD_PARAMETER) if hasattr(item, "callspec") else None
+        if shard is not None:
+            count = self.options.shards
+            first_run, end = settings.runs * shard // count, settings.runs * (shard + 1) // count
+            runs = end - first_run
+        seed = settings.seed if settings.seed is not None else default_seed(name)
+        return Plan(settings, name, seed, first_run, runs, replay, origin, probe)
+
+    def _replay_for(self, item, name: str) -> tuple[Schedule | None, str]:
+        given = self.options.replay
+        if given is not None and given.target == fingerprint(name):
+            return given, "--detsched-replay"
+        decorated = reproduced_schedule(item.obj)
+        if decorated is None:
+            return None, ""
+        if decorated.target != fingerprint(name):
+            raise DetschedUsageError(self._replay_mismatch(decorated, "@detsched.reproduce", [name]))
+        return decorated, "@detsched.reproduce"
+
+    def _replay_mismatch(self, schedule: Schedule, origin: str, selected: list[str]) -> str:
+        recorded_for = self._recorded_for(schedule.target)
+        named = ", ".join(selected[:NAMED_TESTS]) + (f" and {len(selected) - NAMED_TESTS} more"
+                                                      if len(selected) > NAMED_TESTS else "")
+        where = (f"recorded for {recorded_for}" if recorded_for else
+                 f"recorded for another test (fingerprint {schedule.target:08x}, not a test collected here)")
+        return (f"the schedule given with {origin} was {where}, but this run selected {named or 'no test'}. "
+                "A schedule replays only in the test that recorded it"
+                + (f": run pytest '{recorded_for}' --detsched-replay='...'" if recorded_for else "."))
+
+    def _recorded_for(self, target: int) -> str | None:
+        """The test a schedule was recorded for: one collected now, or one that failed before."""
+        if target in self.collected:
+            return self.collected[target]
+        cache = getattr(self.config, "cache", None)
+        return None if cache is None else cache.get(f"{TESTS_PREFIX}{target:08x}", None)
+
+    # ----------------------------------------------------------------- running
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem):
+        plan = pyfuncitem.stash.get(_PLAN, None)
+        if plan is None:
+            return None
+        runner = ItemRunner(pyfuncitem, plan, pyfuncitem.stash[_CONTEXT], self.options.save_dir)
+        try:
+            runner.run()
+        finally:
+            pyfuncitem.user_properties.append(("detsched", runner.stats))
+        return True
+
+    # ----------------------------------------------------------------- summary
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when == "call":  # under pytest-xdist, reports arrive from the workers
+            self.results += [value for name, value in report.user_properties if name == "detsched"]
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        lines = summary_lines(self.results)
+        if lines:
+            terminalreporter.section("detsched")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+class Shards:
+    """Splits each marked test into ``count`` items (``--detsched-shards``), each exploring a
+    disjoint slice of the runs; pytest-xdist then spreads them over its workers."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def pytest_generate_tests(self, metafunc) -> None:
+        marked = metafunc.definition.get_closest_marker("detsched") is not None
+        if marked and reproduced_schedule(metafunc.function) is None:
+            metafunc.parametrize(SHARD_PARAMETER, range(self.count),
+                                 ids=[shard_id(i, self.count) for i in range(self.count)])
+
+    @pytest.fixture(autouse=True)
+    def _detsched_shard(self):
+        """Present in every test so that marked ones can be parametrized by shard."""
+
+
+def shard_id(shard: int, count: int) -> str:
+    return f"detsched_shard{shard + 1}of{count}"
+
+
+_SHARD_ID = re.compile(r"detsched_shard\d+of\d+")
+
+
+def test_id(item) -> str:
+    """The item's node id without its shard: what seeds and schedules are derived from, so that
+    every shard explores part of one and the same exploration."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or SHARD_PARAMETER not in callspec.params:
+        return item.nodeid
+    head, _, ids = item.nodeid[:-1].partition("[")
+    kept = "-".join(part for part in ids.split("-") if not _SHARD_ID.fullmatch(part))
+    return f"{head}[{kept}]" if kept else head
+
+
+class _ConftestStrategies:
+    """Forwards ``pytest_detsched_strategies`` (conftest files, plugins) into detsched's registry."""
+
+    def __init__(self, config):
+        self.config = config
+
+    @hooks.hookimpl
+    def detsched_strategies(self) -> dict:
+        merged = {}
+        for contributed in reversed(self.config.hook.pytest_detsched_strategies()):
+            merged.update(contributed)
+        return merged
+
+
+def summary_lines(results: list[dict]) -> list[str]:
+    """One line per explored test (its shards added up), then the totals and failures by kind."""
+    merged: dict[str, dict] = {}
+    for result in results:
+        if result["mode"] == "plain":
+            continue
+        entry = merged.setdefault(result["test"], {**result, "runs": 0, "elapsed": 0.0, "kind": None})
+        entry["runs"] += result["runs"]
+        entry["elapsed"] += result["elapsed"]
+        entry["kind"] = entry["kind"] or result["kind"]
+    lines, kinds = [], {}
+    for name in sorted(merged):
+        entry = merged[name]
+        if entry["kind"]:
+            kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
+        lines.append(f"{name}: {_describe(entry)}")
+    if not lines:
+        return []
+    runs = sum(entry["runs"] for entry in merged.values())
+    elapsed = sum(entry["elapsed"] for entry in merged.values())
+    total = f"{len(merged)} test{'s' * (len(merged) != 1)}, {runs} runs in {elapsed:.2f}s"
+    if kinds:
+        total += "; failures: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    return lines + [total]
+
+
+def _describe(entry: dict) -> str:
+    failed = f", FAILED ({entry['kind']})" if entry["kind"] else ""
+    if entry["mode"] == "nothing":
+        return "starts no threads, stopped after its first run"
+    if entry["mode"] == "error":
+        return "usage error (see its failure above)"
+    if entry["mode"] in ("replay", "cached"):
+        source = "a given" if entry["mode"] == "replay" else "the cached failing"
+        return f"replayed {source} schedule" + (failed or ", passed")
+    rate = entry["runs"] / entry["elapsed"] if entry["elapsed"] > 0 else 0.0
+    return (f"{entry['runs']} run{'s' * (entry['runs'] != 1)}, {rate:,.0f} runs/s (strategy {entry['strategy']}, seed {entry['seed']})"
+            + failed)

@@ -1,0 +1,272 @@
+"""Running one test item under detsched: replay a schedule (given, decorated, or the one that failed
+last time) or explore, and turn a failure into the report pytest shows, ending with the lines
+that replay it."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import re
+import threading
+import zlib
+from dataclasses import dataclass
+
+import pytest
+
+import detsched
+from detsched.errors import DetschedUsageError, ReplayDiverged, ScheduleError
+from detsched.explorer import explore, replay
+from detsched.hooks import format_failure
+from detsched.report import Failure, Report
+from detsched.schedule import Schedule, fingerprint
+from detsched.scheduler import current
+from detsched.targets import Target
+
+from .options import Settings
+
+#: Keys in pytest's cache (``config.cache``): the schedule that failed last, per item (by a CRC-32
+#: of its node id), and the test each failing schedule's fingerprint belongs to, to name it when
+#: the schedule is pasted into another test. One file per key, so xdist workers never collide.
+CACHE_PREFIX = "detsched/failing/"
+TESTS_PREFIX = "detsched/tests/"
+
+
+class DetschedWarning(pytest.PytestWarning):
+    """Something about a detsched test deserves attention but is not a failure."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the plugin does with one test item; made at collection."""
+
+    settings: Settings
+    test_id: str  # node id without any shard part: what schedules are fingerprinted with
+    seed: int
+    first_run: int  # a shard explores runs first_run .. first_run + runs - 1
+    runs: int
+    replay: Schedule | None = None  # replay this schedule instead of exploring
+    replay_origin: str = ""  # where that schedule came from, for messages
+    probe: bool = False  # unmarked, under --detsched-all: explore only if a plain call starts threads
+
+
+class RunContext:
+    """What the ``detsched`` fixture gives a test: the run in progress and its decisions so far."""
+
+    def __init__(self, plan: Plan):
+        self.test_id = plan.test_id
+        self.strategy = plan.settings.strategy
+        self.seed = plan.seed
+        #: Index of the exploration run in progress (shrinking and the final replay of a failure
+        #: come after the failing run and keep the index that follows it).
+        self.run_index = plan.first_run
+
+    @staticmethod
+    def yield_point() -> None:
+        """Let the strategy run another thread here (a scheduling point)."""
+        detsched.yield_point()
+
+    def schedule(self) -> Schedule | None:
+        """The decisions the current run made so far, as a ``Schedule``; None outside a run."""
+        me = current()
+        if me is None:
+            return None
+        sched = me.sched
+        return Schedule(fingerprint(self.test_id), self.strategy, self.seed, self.run_index, sched.choice_points,
+                        tuple(sched.deviations))
+
+
+class _NothingToExplore(Exception):
+    """The first run passed without starting a thread: every other run would be the same."""
+
+
+class ItemRunner:
+    """Runs one planned item; raises pytest's outcome exceptions, returns statistics."""
+
+    def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None):
+        self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
+        arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+        self.call = functools.partial(item.obj, **arguments)
+        self.target = Target(self._body, plan.test_id, plan.test_id)
+        # Tasks of an async test interleave in detsched's event loop even without threads.
+        self.saw_threads = inspect.iscoroutinefunction(item.obj)
+        self.raised = False
+        self.stats = {"test": plan.test_id, "runs": 0, "elapsed": 0.0, "strategy": plan.settings.strategy,
+                      "seed": plan.seed, "kind": None, "mode": "explore"}
+
+    def run(self) -> dict:
+        if self.plan.probe and not _starts_threads(self.call):
+            self.stats["mode"] = "plain"
+            return self.stats
+        try:
+            if self.plan.replay is not None:
+                self._replay_given()
+            elif not self._replay_cached():
+                self._explore()
+            return self.stats
+        except DetschedUsageError as exc:
+            problem = f"detsched: {exc}"
+        self.stats["mode"] = "error"
+        pytest.fail(problem, pytrace=False)  # outside the except block: no "during handling" chain
+
+    # ----------------------------------------------------------------- the test body, once per run
+
+    def _body(self):
+        try:
+            return self.call()
+        except BaseException:
+            self.raised = True
+            raise
+        finally:
+            me = current()
+            if me is not None and len(me.sched.threads) > 1:
+                self.saw_threads = True
+
+    def _progress(self, done: int) -> None:
+        self.context.run_index = self.plan.first_run + done
+        if done == 1 and not self.saw_threads and not self.raised:
+            raise _NothingToExplore
+
+    # ----------------------------------------------------------------- the three ways to run
+
+    def _explore(self) -> None:
+        settings = self.plan.settings
+        if self.plan.runs == 0:  # a shard with nothing left to explore
+            return
+        try:
+            report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
+                             depth=settings.depth, max_steps=settings.max_steps, first_run=self.plan.first_run,
+                             progress=self._progress)
+        except _NothingToExplore:
+            self.stats.update(runs=1, mode="nothing")
+            self.item.warn(DetschedWarning(
+                f"{self.plan.test_id} starts no threads: nothing to explore, so it stopped after its first "
+                "run. Remove @pytest.mark.detsched, or start the threads inside the test body."))
+            return
+        self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed)
+        if report.failure is not None:
+            self._remember(report.failure)
+            self._fail(report.failure, self._found_headline(report))
+
+    def _replay_given(self) -> None:
+        self.stats["mode"] = "replay"
+        try:
+            failure = self._replay(self.plan.replay)
+        except ReplayDiverged as exc:
+            raise DetschedUsageError(
+                f"{exc}\nThe schedule from {self.plan.replay_origin} no longer applies. If the code changed to "
+                "fix this failure, run the test without it to explore again.") from None
+        if failure is not None:
+            self._fail(failure, f"detsched replayed the schedule from {self.plan.replay_origin} "
+                                f"(recorded in run {failure.run_index}):")
+
+    def _replay_cached(self) -> bool:
+        """Replay the schedule that failed last time, if any; True if it failed again."""
+        cache = getattr(self.item.config, "cache", None)
+        if cache is None:
+            return False
+        key = _failing_key(self.item)
+        entry = cache.get(key, None)
+        if not isinstance(entry, dict) or entry.get("test") != self.item.nodeid:
+            return False
+        try:
+            failure = self._replay(Schedule.loads(entry["schedule"]))
+        except (ScheduleError, ReplayDiverged, KeyError, TypeError):
+            failure = None  # the code changed since: explore afresh
+        if failure is None:
+            cache.set(key, None)
+            return False
+        self.stats["mode"] = "cached"
+        self._fail(failure, "detsched replayed the schedule that failed in the last session (kept in pytest's "
+                            f"cache), recorded in run {failure.run_index}:")
+        return True
+
+    def _replay(self, schedule: Schedule) -> Failure | None:
+        self.context.run_index = schedule.run_index
+        failure = replay(self.target, schedule, max_steps=self.plan.settings.max_steps)
+        self.stats.update(runs=1, kind=failure.kind if failure else None)
+        return failure
+
+    # ----------------------------------------------------------------- reporting
+
+    def _found_headline(self, report: Report) -> str:
+        failure = report.failure
+        return (f"detsched found a failure in run {failure.run_index} after {report.runs} "
+                f"run{'s' * (report.runs != 1)} (strategy {report.strategy}, seed {report.seed}):")
+
+    def _remember(self, failure: Failure) -> None:
+        """Keep the failing schedule in pytest's cache (replayed first next time) and in --detsched-save-dir."""
+        schedule = failure.schedule.dumps()
+        cache = getattr(self.item.config, "cache", None)
+        if cache is not None:
+            cache.set(_failing_key(self.item), {"test": self.item.nodeid, "schedule": schedule})
+            cache.set(f"{TESTS_PREFIX}{failure.schedule.target:08x}", self.plan.test_id)
+        if self.save_dir:
+            os.makedirs(self.save_dir, exist_ok=True)
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.plan.test_id).strip("_") + ".detsched.json"
+            with open(os.path.join(self.save_dir, name), "w") as handle:
+                handle.write(failure.schedule.to_json(
+                    test=self.plan.test_id, kind=failure.kind, message=failure.message, run_index=failure.run_index,
+                    pytest=replay_command(self.item, self.plan.test_id, schedule)))
+
+    def _fail(self, failure: Failure, headline: str) -> None:
+        exception = failure.exception
+        if isinstance(exception, (pytest.skip.Exception, pytest.xfail.Exception)):
+            raise exception  # pytest.skip() or xfail() called by the test body
+        self.stats["kind"] = failure.kind
+        text = self.item.ihook.pytest_detsched_failure_text(item=self.item, failure=failure) or format_failure(failure)
+        lines = [headline, text.rstrip()]
+        if failure.notes and failure.run_index > 0:
+            lines.append(
+                "note: function-scoped fixtures are created once per test and shared by all its runs; a "
+                "failure that appears only after earlier runs, and not on its own replay, is often state a "
+                "run left in a fixture (a list appended to, a file written). Build such state inside the "
+                "test body.")
+        lines += ["", *replay_lines(self.item, self.plan.test_id, failure.schedule.dumps())]
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+def _failing_key(item: pytest.Item) -> str:
+    return f"{CACHE_PREFIX}{zlib.crc32(item.nodeid.encode()):08x}"
+
+
+def replay_lines(item: pytest.Item, test_id: str, schedule: str) -> list[str]:
+    """The two lines under a failure that replay it, in the style of Hypothesis's."""
+    return [f"Replay with: {replay_command(item, test_id, schedule)}",
+            f"         or: @detsched.reproduce('{schedule}')"]
+
+
+def replay_command(item: pytest.Item, test_id: str, schedule: str) -> str:
+    # Schedule strings are URL-safe base64: always safe inside single quotes.
+    return f"pytest {_quoted(_invocation_relative(item, test_id))} --detsched-replay='{schedule}'"
+
+
+def _invocation_relative(item: pytest.Item, test_id: str) -> str:
+    """``test_id`` with its path relative to where pytest was started, so the line can be pasted."""
+    path, sep, rest = test_id.partition("::")
+    if not sep:
+        return test_id
+    start = item.config.invocation_params.dir
+    relative = os.path.relpath(item.config.rootpath / path, start)
+    return f"{relative.replace(os.sep, '/')}::{rest}"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _starts_threads(call) -> bool:
+    """Call ``call`` as pytest would, and say whether it started a thread."""
+    real_start = threading.Thread.start
+    started = []
+
+    def counting_start(thread, *args, **kwargs):
+        started.append(thread)
+        return real_start(thread, *args, **kwargs)
+
+    threading.Thread.start = counting_start
+    try:
+        call()
+    finally:
+        threading.Thread.start = real_start
+    return bool(started)

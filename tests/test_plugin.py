@@ -1,0 +1,467 @@
+"""The pytest plugin: marked tests are explored, failures end with lines that replay them, failing
+schedules are cached, options and markers are checked. Each test runs pytest in-process with
+``pytester`` on a small test file."""
+
+import re
+import zlib
+
+import pytest
+
+#: Inner runs load this plugin only. Autoloading every installed plugin would make each in-process
+#: run import (and assertion-rewrite) the modules they pull in afresh, since pytester forgets
+#: modules imported during a run: seconds per run instead of tenths.
+PLUGIN = ("-p", "pytest_detsched.plugin")
+
+COUNTER = """
+import threading
+
+import pytest
+
+import detsched
+
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+        self.lock = threading.Lock()
+
+    def incr(self):
+        with self.lock:
+            seen = self.value
+        with self.lock:
+            self.value = seen + 1
+
+
+class SafeCounter(Counter):
+    def incr(self):
+        with self.lock:
+            self.value += 1
+
+
+def count_twice(counter):
+    threads = [threading.Thread(target=counter.incr) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counter.value
+"""
+
+BUGGY = COUNTER + """
+
+@pytest.mark.detsched(runs=300)
+def test_counter():
+    assert count_twice(Counter()) == 2
+"""
+
+FIXED = COUNTER + """
+
+@pytest.mark.detsched(runs=300)
+def test_counter():
+    assert count_twice(SafeCounter()) == 2
+"""
+
+REPLAY = re.compile(r"--detsched-replay='(ds1:[A-Za-z0-9_-]+)'")
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest(*PLUGIN, *args)
+
+
+def replay_string(result) -> str:
+    match = REPLAY.search(result.stdout.str())
+    assert match, result.stdout.str()
+    return match.group(1)
+
+
+def test_buggy_marked_test_fails_with_kind_interleaving_and_replay_lines(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "detsched found a failure in run * (strategy pct, seed *):",
+        "exception: AssertionError: assert 1 == 2",
+        "*in T0 'MainThread'",
+        "*assert count_twice(Counter()) == 2",
+        "Interleaving (1 preemption, * steps):",
+        "Replay with: pytest 'test_counter.py::test_counter' --detsched-replay='ds1:*'",
+        "         or: @detsched.reproduce('ds1:*')",
+    ])
+
+
+def test_fixed_twin_passes_all_its_runs(pytester):
+    pytester.makepyfile(test_counter=FIXED)
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs, * runs/s (strategy pct, seed *)"])
+
+
+def test_pasted_replay_line_reproduces_the_same_failure(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
+    result = run(pytester, "-p", "no:cacheprovider", "test_counter.py::test_counter",
+                                f"--detsched-replay={schedule}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["detsched replayed the schedule from --detsched-replay (recorded in run *):",
+                                 "exception: AssertionError: assert 1 == 2",
+                                 f"Replay with: *--detsched-replay='{schedule}'"])
+
+
+def test_replay_of_a_fixed_test_passes(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
+    pytester.makepyfile(test_counter=BUGGY.replace("Counter()) == 2", "Counter()) in (1, 2)"))
+    result = run(pytester, "-p", "no:cacheprovider", f"--detsched-replay={schedule}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: replayed a given schedule, passed"])
+
+
+def test_reproduce_decorator_replays_its_schedule(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
+    decorated = BUGGY.replace("@pytest.mark.detsched(runs=300)", f"@detsched.reproduce('{schedule}')")
+    pytester.makepyfile(test_counter=decorated)
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["detsched replayed the schedule from @detsched.reproduce (recorded in run *):",
+                                 "exception: AssertionError: assert 1 == 2"])
+
+
+def test_reproduce_decorator_refuses_a_corrupt_string_at_import(pytester):
+    pytester.makepyfile(test_counter=BUGGY.replace("@pytest.mark.detsched(runs=300)",
+                                                   "@detsched.reproduce('ds1:AAAA')"))
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*corrupt or truncated schedule*"])
+
+
+def test_failing_schedule_is_replayed_first_on_the_next_run(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    first = run(pytester)
+    second = run(pytester)
+    second.assert_outcomes(failed=1)
+    second.stdout.fnmatch_lines(["detsched replayed the schedule that failed in the last session (kept in "
+                                 "pytest's cache), recorded in run *:"])
+    assert replay_string(second) == replay_string(first)
+
+
+def test_cached_schedule_is_forgotten_once_the_test_is_fixed(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    run(pytester)
+    pytester.makepyfile(test_counter=FIXED)
+    run(pytester).assert_outcomes(passed=1)
+    assert run(pytester).stdout.str().count("test_counter.py::test_counter: 300 runs") == 1
+    cache_dir = pytester.path / ".pytest_cache" / "v" / "detsched" / "failing"
+    assert [path.read_text() for path in cache_dir.iterdir()] == ["null"]
+
+
+def test_seed_is_the_crc32_of_the_node_id_and_runs_repeat_exactly(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    first = run(pytester, "-p", "no:cacheprovider")
+    second = run(pytester, "-p", "no:cacheprovider")
+    seed = zlib.crc32(b"test_counter.py::test_counter")
+    first.stdout.fnmatch_lines([f"detsched found a failure in run * (strategy pct, seed {seed}):"])
+    assert replay_string(first) == replay_string(second)
+
+
+def test_seed_option_replaces_the_node_id_seed(pytester):
+    pytester.makepyfile(test_counter=FIXED)
+    result = run(pytester, "--detsched-seed=7")
+    result.stdout.fnmatch_lines(["*(strategy pct, seed 7)"])
+
+
+def test_ini_options_set_the_defaults_and_the_marker_wins(pytester):
+    pytester.makeini("[pytest]\ndetsched_runs = 20\ndetsched_strategy = random\n")
+    pytester.makepyfile(test_counter=FIXED + """
+
+@pytest.mark.detsched
+def test_defaults():
+    assert count_twice(SafeCounter()) == 2
+""")
+    result = run(pytester)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs, * (strategy random, seed *)",
+                                 "test_counter.py::test_defaults: 20 runs, * (strategy random, seed *)"])
+
+
+def test_replay_string_of_another_test_is_a_usage_error_naming_both(pytester):
+    pytester.makepyfile(test_counter=BUGGY + """
+
+@pytest.mark.detsched
+def test_other():
+    assert count_twice(SafeCounter()) == 2
+""")
+    schedule = replay_string(run(pytester, "test_counter.py::test_counter"))
+    result = run(pytester, "test_counter.py::test_other", f"--detsched-replay={schedule}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: the schedule given with --detsched-replay was recorded for "
+                                 "test_counter.py::test_counter, but this run selected test_counter.py::test_other.*"])
+
+
+def test_reproduce_decorator_with_another_tests_schedule_is_a_usage_error(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    schedule = replay_string(run(pytester))
+    pytester.makepyfile(test_counter=BUGGY.replace("def test_counter", "def test_renamed").replace(
+        "@pytest.mark.detsched(runs=300)", f"@detsched.reproduce('{schedule}')"))
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: test_counter.py::test_renamed: the schedule given with "
+                                 "@detsched.reproduce was recorded for test_counter.py::test_counter*"])
+
+
+def test_unknown_strategy_option_is_a_usage_error(pytester):
+    pytester.makepyfile(test_counter=FIXED)
+    result = run(pytester, "--detsched-strategy=fastest")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: test_counter.py::test_counter: unknown strategy 'fastest'; "
+                                 "choose one of: pct, random"])
+
+
+def test_negative_runs_option_is_a_usage_error(pytester):
+    pytester.makepyfile(test_counter=FIXED)
+    result = run(pytester, "--detsched-runs=-5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: --detsched-runs: must be at least 1, got -5"])
+
+
+def test_bad_marker_arguments_are_a_usage_error(pytester):
+    pytester.makepyfile(test_counter=COUNTER + """
+
+@pytest.mark.detsched(runs=0)
+def test_no_runs():
+    pass
+
+
+@pytest.mark.detsched(rnus=10)
+def test_typo():
+    pass
+""")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: detsched: test_counter.py::test_no_runs: @pytest.mark.detsched(runs=...): must be at least 1, got 0",
+        "test_counter.py::test_typo: @pytest.mark.detsched got unknown argument rnus; it takes runs, *",
+    ])
+
+
+def test_marker_on_a_test_without_threads_warns(pytester):
+    pytester.makepyfile(test_plain="""
+import pytest
+
+@pytest.mark.detsched(runs=50)
+def test_plain():
+    assert sum([1, 1]) == 2
+""")
+    result = run(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*DetschedWarning: test_plain.py::test_plain starts no threads: nothing to explore*",
+                                 "test_plain.py::test_plain: starts no threads, stopped after its first run"])
+
+
+def test_unmarked_tests_run_once_without_detsched(pytester):
+    pytester.makepyfile(test_counter=COUNTER + """
+
+def test_unmarked():
+    assert count_twice(Counter()) == 2
+""")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert "runs/s" not in result.stdout.str()
+
+
+def test_detsched_all_explores_unmarked_tests_that_start_threads(pytester):
+    pytester.makepyfile(test_counter=COUNTER + """
+
+def test_unmarked():
+    assert count_twice(Counter()) == 2
+
+
+def test_without_threads():
+    assert True
+""")
+    result = run(pytester, "--detsched-all")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["Replay with: pytest 'test_counter.py::test_unmarked' --detsched-replay=*"])
+    assert "test_without_threads:" not in result.stdout.str()
+
+
+def test_detsched_all_ini_option(pytester):
+    pytester.makeini("[pytest]\ndetsched_all = true\n")
+    pytester.makepyfile(test_counter=COUNTER + """
+
+def test_unmarked():
+    assert count_twice(Counter()) == 2
+""")
+    run(pytester).assert_outcomes(failed=1)
+
+
+def test_plugin_is_loaded_through_its_entry_point(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    pytester.makepyfile(test_counter=BUGGY)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["Replay with: pytest 'test_counter.py::test_counter' --detsched-replay=*"])
+
+
+def test_plugin_can_be_disabled(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    pytester.makepyfile(test_counter=BUGGY)
+    result = pytester.runpytest("-p", "no:detsched")
+    result.assert_outcomes(passed=1)  # one uncontrolled run: the race does not show
+    assert "Replay with" not in result.stdout.str()
+
+
+def test_exitfirst_stops_at_the_first_failing_explored_test(pytester):
+    pytester.makepyfile(test_counter=BUGGY + """
+
+@pytest.mark.detsched
+def test_second():
+    assert count_twice(Counter()) == 2
+""")
+    result = run(pytester, "-x")
+    result.assert_outcomes(failed=1)
+
+
+def test_last_failed_reruns_only_the_failing_test_and_replays_it(pytester):
+    pytester.makepyfile(test_counter=BUGGY + """
+
+@pytest.mark.detsched
+def test_safe():
+    assert count_twice(SafeCounter()) == 2
+""")
+    run(pytester)
+    result = run(pytester, "--lf")
+    result.assert_outcomes(failed=1, passed=0)
+    result.stdout.fnmatch_lines(["detsched replayed the schedule that failed in the last session*"])
+
+
+def test_fixture_gives_the_run_index_and_the_schedule_so_far(pytester):
+    pytester.makepyfile(test_fixture=COUNTER + """
+
+RUNS = []
+
+
+@pytest.mark.detsched(runs=5)
+def test_fixture(detsched):
+    RUNS.append(detsched.run_index)
+    thread = threading.Thread(target=detsched.yield_point)
+    thread.start()
+    thread.join()
+    schedule = detsched.schedule()
+    assert (schedule.run_index, schedule.seed) == (detsched.run_index, detsched.seed)
+    assert schedule.dumps().startswith("ds1:")
+
+
+def test_runs_seen():
+    assert RUNS[-5:] == [0, 1, 2, 3, 4]
+""")
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_fixture_in_an_unexplored_test_is_an_error(pytester):
+    pytester.makepyfile(test_fixture="""
+def test_fixture(detsched):
+    pass
+""")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["detsched: the detsched fixture needs a test explored by detsched*"])
+
+
+def test_failure_after_earlier_runs_blames_shared_fixture_state(pytester):
+    pytester.makepyfile(test_state=COUNTER + """
+
+@pytest.fixture
+def calls():
+    return []
+
+
+@pytest.mark.detsched(runs=10)
+def test_state(calls):
+    calls.append(1)
+    assert count_twice(SafeCounter()) == 2
+    assert len(calls) != 3
+""")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["note: this failure did not happen again when its schedule was replayed*",
+                                 "note: function-scoped fixtures are created once per test and shared by all its runs*"])
+
+
+def test_skip_inside_an_explored_test_skips_it(pytester):
+    pytester.makepyfile(test_skip=COUNTER + """
+
+@pytest.mark.detsched
+def test_skip():
+    count_twice(SafeCounter())
+    pytest.skip("not today")
+""")
+    run(pytester).assert_outcomes(skipped=1)
+
+
+def test_save_dir_writes_the_failing_schedule_as_json(pytester):
+    pytester.makepyfile(test_counter=BUGGY)
+    result = run(pytester, "--detsched-save-dir=schedules")
+    saved = (pytester.path / "schedules" / "test_counter.py_test_counter.detsched.json").read_text()
+    assert f'"schedule": "{replay_string(result)}"' in saved
+    assert '"pytest": "pytest \'test_counter.py::test_counter\' --detsched-replay=' in saved
+
+
+def test_summary_counts_failures_by_kind(pytester):
+    pytester.makepyfile(test_counter=BUGGY + """
+
+@pytest.mark.detsched
+def test_deadlock():
+    first, second = threading.Lock(), threading.Lock()
+
+    def one():
+        with first:
+            with second:
+                pass
+
+    def other():
+        with second:
+            with first:
+                pass
+
+    threads = [threading.Thread(target=one), threading.Thread(target=other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+""")
+    result = run(pytester)
+    result.stdout.fnmatch_lines(["2 tests, * runs in *s; failures: 1 deadlock, 1 exception"])
+
+
+def test_conftest_adds_a_strategy_by_name(pytester):
+    pytester.makeconftest("""
+from detsched.strategies import RandomWalk
+
+
+class Chatty(RandomWalk):
+    name = "chatty"
+
+
+def pytest_detsched_strategies():
+    return {"chatty": Chatty}
+""")
+    pytester.makepyfile(test_counter=BUGGY.replace("runs=300", "runs=300, strategy='chatty'"))
+    result = run(pytester)
+    result.stdout.fnmatch_lines(["detsched found a failure in run * (strategy chatty, seed *):"])
+
+
+def test_conftest_changes_the_failure_text(pytester):
+    pytester.makeconftest("""
+def pytest_detsched_failure_text(item, failure):
+    return f"custom report: {failure.kind} in {item.name}"
+""")
+    pytester.makepyfile(test_counter=BUGGY)
+    result = run(pytester)
+    result.stdout.fnmatch_lines(["custom report: exception in test_counter",
+                                 "Replay with: pytest 'test_counter.py::test_counter'*"])

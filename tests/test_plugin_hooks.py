@@ -1,0 +1,97 @@
+"""detsched.hooks: the pluggy registry through which plugins add strategies and reporters."""
+
+import threading
+
+import pytest
+
+import detsched
+from detsched import hooks
+from detsched.strategies import RandomWalk
+
+
+class FirstRunnable(RandomWalk):
+    """Always the lowest-numbered runnable thread: a strategy small enough to check by hand."""
+
+    name = "first-runnable"
+
+    def next_task(self, runnable, current, *, yielding, at=(0, 0)):
+        return runnable[0]
+
+
+def two_threads():
+    threads = [threading.Thread(target=lambda: None) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.fixture
+def registered():
+    """Register plugin objects for one test, and take them out again."""
+    plugins = []
+
+    def register(plugin):
+        hooks.register(plugin)
+        plugins.append(plugin)
+
+    yield register
+    for plugin in plugins:
+        hooks.unregister(plugin)
+
+
+class StrategyPlugin:
+    @hooks.hookimpl
+    def detsched_strategies(self):
+        return {"first-runnable": FirstRunnable}
+
+
+def test_a_plugins_strategy_is_explored_by_name(registered):
+    registered(StrategyPlugin())
+    report = detsched.explore(two_threads, strategy="first-runnable", runs=3)
+    assert (report.failure, report.runs, report.strategy) == (None, 3, "first-runnable")
+
+
+def test_unknown_strategy_lists_the_plugins_strategies_too(registered):
+    registered(StrategyPlugin())
+    with pytest.raises(detsched.DetschedUsageError, match="choose one of: first-runnable, pct, random"):
+        detsched.explore(two_threads, strategy="nope")
+
+
+def test_unregistered_strategy_is_gone():
+    plugin = StrategyPlugin()
+    hooks.register(plugin)
+    hooks.unregister(plugin)
+    assert "first-runnable" not in hooks.strategy_factories()
+
+
+def test_a_plugin_may_not_redefine_a_builtin_strategy(registered):
+    class Impostor:
+        @hooks.hookimpl
+        def detsched_strategies(self):
+            return {"pct": FirstRunnable}
+
+    registered(Impostor())
+    with pytest.raises(detsched.DetschedUsageError, match="redefines the built-in strategy 'pct'"):
+        hooks.strategy_factories()
+
+
+def test_a_reporter_plugin_writes_the_failure_text(registered):
+    class Terse:
+        @hooks.hookimpl
+        def detsched_format_failure(self, failure):
+            return f"{failure.kind}!"
+
+    registered(Terse())
+
+    def failing():
+        two_threads()
+        raise ValueError("boom")
+
+    failure = detsched.explore(failing, runs=1).failure
+    assert hooks.format_failure(failure) == "exception!"
+
+
+def test_without_reporters_the_text_is_the_failures_own():
+    failure = detsched.explore(lambda: 1 / 0, runs=1).failure
+    assert hooks.format_failure(failure) == str(failure)
