@@ -81,12 +81,12 @@ def _run_once(target, strategy, run_index, max_steps, tracing, preempt_calls, ve
 
 
 def _call(target: Target) -> None:
-    outcome = target.function()
-    if hasattr(outcome, "__await__"):
-        close = getattr(outcome, "close", None)
-        if close is not None:
-            close()
-        raise DetschedUsageError(f"{target.spec} returned an awaitable; asyncio targets are not supported yet")
+    from . import aio  # imported here: thread-only users need not pay for importing asyncio at start-up
+
+    with aio.controlled():
+        outcome = target.function()
+        if hasattr(outcome, "__await__"):  # an async target: run its coroutine in the controlled loop
+            aio.run(outcome)
 
 
 def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,

@@ -25,7 +25,7 @@ class Target:
 def resolve(target) -> Target:
     if isinstance(target, Target):
         return target
-    if callable(target):
+    if callable(target) or inspect.iscoroutine(target):
         _check_supported(target, repr(target))
         module = getattr(target, "__module__", None) or "?"
         name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__name__
@@ -106,8 +106,12 @@ def _lookup(module, qualname: str, target: str):
 
 
 def _check_supported(function, target: str) -> None:
-    if inspect.iscoroutinefunction(function) or inspect.iscoroutine(function):
-        raise DetschedUsageError(f"{target} is an async function; asyncio targets are not supported yet")
+    if inspect.iscoroutine(function):
+        function.close()  # it will never run; closing it avoids a "never awaited" warning
+        raise DetschedUsageError(
+            f"got the coroutine object {function.__qualname__}(), which can run only once; pass the async "
+            f"function itself ({function.__qualname__}, not called) so that every run starts a fresh coroutine"
+        )
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):

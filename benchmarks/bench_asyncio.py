@@ -1,0 +1,132 @@
+"""Benchmark: the controlled event loop against the stock one, and asyncio explorations per second.
+
+1. One loop step. Two tasks play ping-pong through a pair of ``asyncio.Event``s ROUND_TRIPS times
+   (each wakes the other and waits for its turn). The same coroutine runs on the stock loop
+   (``asyncio.run`` in this thread) and on detsched's controlled loop under the default policy
+   (inside a run, with and without scheduling points at user function entry), timed from inside
+   the coroutine with the real clock. Every ready callback the loop runs is one step; the
+   controlled loop counts them (``Scheduler.steps``) and the stock loop runs the same callbacks,
+   so the ratio of the two times is the ratio of their steps.
+2. Explorations per second of two tasks with 20 awaits each (``await asyncio.sleep(0)``, so every
+   await is a step where the strategy picks which task resumes), with PCT and the random walk,
+   beside the explorations per second of an empty target (what every run costs before the loop).
+
+Targets: a controlled step costs at most 3x a stock one; at least 2,000 explorations per second.
+
+    python benchmarks/bench_asyncio.py [--round-trips N] [--runs N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import detsched  # noqa: E402
+from detsched import clock  # noqa: E402  (clock.real_monotonic: the real clock, even inside a run)
+from detsched.explorer import run_once  # noqa: E402
+from detsched.strategies import PositionReplay  # noqa: E402
+from detsched.targets import resolve  # noqa: E402
+
+#: Ratio of a controlled loop step to a stock one that the project aims to stay under.
+TARGET_RATIO = 3.0
+#: Explorations per second of the two-task test that the project aims for.
+TARGET_RUNS_PER_SECOND = 2000
+#: Awaits per task in the explored test.
+AWAITS = 20
+
+
+async def ping_pong(round_trips: int, timing: list) -> None:
+    """Two tasks hand the turn back and forth; ``timing`` receives the real seconds it took."""
+    turns = [asyncio.Event(), asyncio.Event()]
+
+    async def player(me: int) -> None:
+        for _ in range(round_trips):
+            await turns[me].wait()
+            turns[me].clear()
+            turns[1 - me].set()
+
+    started = clock.real_monotonic()
+    turns[0].set()
+    await asyncio.gather(player(0), player(1))
+    timing.append(clock.real_monotonic() - started)
+
+
+async def two_tasks() -> None:
+    """The explored test: two tasks of AWAITS awaits each."""
+    async def worker() -> None:
+        for _ in range(AWAITS):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(worker(), worker())
+
+
+def nothing() -> None:
+    pass
+
+
+def time_stock(round_trips: int, repeat: int) -> float:
+    timing: list = []
+    for _ in range(repeat):
+        asyncio.run(ping_pong(round_trips, timing))
+    return min(timing)
+
+
+def time_controlled(round_trips: int, repeat: int, preempt_calls: bool) -> tuple[float, int]:
+    timing: list = []
+    steps = 0
+    for _ in range(repeat):
+        target = resolve(lambda: ping_pong(round_trips, timing))
+        result = run_once(target, PositionReplay(()), 0, max_steps=100 * round_trips + 1000,
+                          preempt_calls=preempt_calls)
+        if result.failure is not None:
+            raise SystemExit(f"the ping-pong failed under detsched: {result.failure.message}")
+        steps = result.steps
+    return min(timing), steps
+
+
+def report_steps(round_trips: int, repeat: int) -> None:
+    stock = time_stock(round_trips, repeat)
+    print(f"task ping-pong: {round_trips} round trips")
+    print(f"  stock loop             {stock * 1e3:8.1f} ms")
+    for preempt_calls in (True, False):
+        seconds, steps = time_controlled(round_trips, repeat, preempt_calls)
+        ratio = seconds / stock
+        verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+        print(f"  detsched, calls {'on ' if preempt_calls else 'off'}   {seconds * 1e3:8.1f} ms  {steps:7d} steps"
+              f"  {seconds / steps * 1e6:6.2f} us/step (stock {stock / steps * 1e6:.2f})  {ratio:5.2f}x"
+              f" (target <= {TARGET_RATIO:g}x: {verdict})")
+
+
+def report_explorations(runs: int) -> None:
+    print(f"explorations: two tasks x {AWAITS} awaits, {runs} runs")
+    for target, name in ((nothing, "empty target (per-run floor)"), (two_tasks, "two tasks")):
+        for strategy in ("pct", "random"):
+            for preempt_calls in (True, False):
+                report = detsched.explore(target, runs=runs, strategy=strategy, preempt_calls=preempt_calls)
+                if report.failure is not None:
+                    raise SystemExit(f"{name} failed under detsched: {report.failure.message}")
+                line = (f"  {name:30s} {strategy:6s} calls {'on ' if preempt_calls else 'off'}"
+                        f" {report.runs_per_second:8.0f} runs/s")
+                if target is two_tasks:
+                    verdict = "met" if report.runs_per_second >= TARGET_RUNS_PER_SECOND else "NOT met"
+                    line += f" (target >= {TARGET_RUNS_PER_SECOND}: {verdict})"
+                print(line)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--round-trips", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="take the best of this many timings")
+    args = parser.parse_args(argv)
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {args.repeat}")
+    report_steps(args.round_trips, args.repeat)
+    report_explorations(args.runs)
+
+
+if __name__ == "__main__":
+    main()
