@@ -47,7 +47,9 @@ class ThreadPoolExecutor(Executor):
         self._initializer, self._initargs = initializer, initargs
         self._work: deque = deque()
         self._threads: list[threading.Thread] = []
-        self._idle_workers = 0
+        # As the stdlib's idle semaphore: one token per task a worker has finished. A submit takes a
+        # token instead of starting a worker; a worker that has not finished a task yet does not count.
+        self._idle_tokens = 0
         self._shutdown = False
         self._broken: str | None = None
         self.label = make_label("ThreadPoolExecutor")
@@ -62,7 +64,9 @@ class ThreadPoolExecutor(Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         future = Future()
         self._work.append((future, fn, args, kwargs))
-        if self._idle_workers == 0 and len(self._threads) < self._max_workers:
+        if self._idle_tokens:
+            self._idle_tokens -= 1
+        elif len(self._threads) < self._max_workers:
             worker = threading.Thread(name=f"{self._thread_name_prefix}_{len(self._threads)}",
                                       target=self._worker)
             self._threads.append(worker)
@@ -84,23 +88,21 @@ class ThreadPoolExecutor(Executor):
                 return
         me = current()
         while True:
-            self._idle_workers += 1
             me.idle = True  # blocked here at the end of a test is not a leak
             me.sched.wait(me, Op("wait-for-work", self, self._has_work))
             me.idle = False
-            self._idle_workers -= 1
             if not self._work:
                 return  # shut down
             future, fn, args, kwargs = self._work.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
             del future, fn, args, kwargs
+            self._idle_tokens += 1
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         me = current()

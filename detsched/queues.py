@@ -12,7 +12,7 @@ from collections import deque
 
 from .errors import DetschedUsageError
 from .scheduler import Op, current
-from .sync import Lock, make_label
+from .sync import Condition, Lock, make_label, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full
 ShutDown = getattr(_stdlib_queue, "ShutDown", None)  # Python 3.13+
@@ -35,8 +35,7 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
         if me.sched.poll(me, Op(kind, q), lambda: ready() and (done.append(act()) or True)):
             return done[0]
         raise failure()
-    deadline = me.sched.clock.deadline(timeout)
-    if me.sched.wait(me, Op(kind, q, ready, deadline)):
+    if timed_wait(me, kind, q, ready, timeout):
         return act()
     raise failure()
 
@@ -49,6 +48,11 @@ class Queue:
         self.maxsize = maxsize
         self._init(maxsize)
         self.mutex = Lock(label=f"{self.label}.mutex")  # held by code that locks the queue itself
+        # The stdlib's conditions, for code that waits on or notifies them itself; put, get and
+        # task_done wake their waiters as the stdlib's do.
+        self.not_empty = Condition(self.mutex, label=f"{self.label}.not_empty")
+        self.not_full = Condition(self.mutex, label=f"{self.label}.not_full")
+        self.all_tasks_done = Condition(self.mutex, label=f"{self.label}.all_tasks_done")
         self.unfinished_tasks = 0
         self.is_shutdown = False
 
@@ -76,13 +80,18 @@ class Queue:
             raise ShutDown
         self._put(item)
         self.unfinished_tasks += 1
+        self.not_empty._wake(1)
 
     def _remove(self):
         if self.is_shutdown and not self._qsize():
             raise ShutDown
-        return self._get()
+        item = self._get()
+        self.not_full._wake(1)
+        return item
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
+        if self.maxsize <= 0:  # never waits: the stdlib ignores (and does not check) the timeout
+            timeout = None
         _transfer(self, "put", block, timeout, self._has_room, lambda: self._insert(item), Full)
 
     def get(self, block: bool = True, timeout: float | None = None):
@@ -101,6 +110,8 @@ class Queue:
         if me is not None:
             me.sched.wait(me, Op("task_done", self))
         self.unfinished_tasks -= 1
+        if not self.unfinished_tasks:
+            self.all_tasks_done._wake()
 
     def join(self) -> None:
         me = current()
@@ -138,6 +149,9 @@ class Queue:
                     self._get()
                     if self.unfinished_tasks > 0:
                         self.unfinished_tasks -= 1
+                self.all_tasks_done._wake()
+            self.not_empty._wake()
+            self.not_full._wake()
 
     def __repr__(self) -> str:
         return f"<detsched {self.label} size={self._qsize()}>"

@@ -55,8 +55,31 @@ def make_label(kind: str) -> str:
     return me.sched.label(kind, site) if me is not None else f"{kind}({site})"
 
 
-def _deadline(me: LogicalThread, timeout: float | None) -> float | None:
-    return me.sched.clock.deadline(timeout)
+#: Virtual seconds a wait with no time left (timeout <= 0) takes when it times out. Real waits always
+#: take some time, and loops that stop only once the time left is negative (as
+#: ``concurrent.futures.as_completed`` does) would spin forever on a clock that never moved.
+EMPTY_WAIT = 1e-6
+
+
+def timed_wait(me: LogicalThread, kind: str, resource, ready, timeout: float | None, holder=None) -> bool:
+    """A scheduling point that proceeds once ``ready()`` holds (True) or ``timeout`` seconds of
+    virtual time have passed (False; None waits for ever)."""
+    clock = me.sched.clock
+    if me.sched.wait(me, Op(kind, resource, ready, clock.deadline(timeout), holder)):
+        return True
+    if timeout is not None and timeout <= 0:
+        clock.advance_to(clock.monotonic() + EMPTY_WAIT)
+    return False
+
+
+def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
+    """The argument checks of ``Lock.acquire`` and ``RLock.acquire``, with the stdlib's errors."""
+    if not blocking and timeout != -1:
+        raise ValueError("can't specify a timeout for a non-blocking call")
+    if timeout < 0 and timeout != -1:
+        raise ValueError("timeout value must be a non-negative number")
+    if timeout > _thread.TIMEOUT_MAX:
+        raise OverflowError("timeout value is too large")
 
 
 class Lock:
@@ -80,17 +103,13 @@ class Lock:
         return True
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not blocking and timeout != -1:
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        if timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number")
+        _check_acquire_arguments(blocking, timeout)
         me = current()
         if me is None:
             return _take_outside(self, self._take(None), blocking)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
-        deadline = None if timeout == -1 else _deadline(me, timeout)
-        if me.sched.wait(me, Op("acquire", self, self._free, deadline, self._holder)):
+        if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, self._holder):
             return self._take(me)
         return False
 
@@ -138,10 +157,7 @@ class RLock:
         return True
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not blocking and timeout != -1:
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        if timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number")
+        _check_acquire_arguments(blocking, timeout)
         me = current() or _outside_owner()
         if self._count and self._owner is me:  # re-entry cannot block and nobody else can see it
             self._count += 1
@@ -150,8 +166,7 @@ class RLock:
             return _take_outside(self, self._take(me), blocking)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
-        deadline = None if timeout == -1 else _deadline(me, timeout)
-        if me.sched.wait(me, Op("acquire", self, self._free, deadline, self._holder)):
+        if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, self._holder):
             return self._take(me)
         return False
 
@@ -167,6 +182,9 @@ class RLock:
 
     def _is_owned(self) -> bool:
         return self._count > 0 and self._owner is (current() or _outside_owner())
+
+    def _recursion_count(self) -> int:
+        return self._count if self._is_owned() else 0
 
     __enter__ = acquire
 
@@ -222,7 +240,7 @@ class Condition:
         self._waiters.append(waiter)
         saved = self._release_fully()
         try:
-            notified = me.sched.wait(me, Op("wait", self, lambda: waiter.notified, _deadline(me, timeout)))
+            notified = timed_wait(me, "wait", self, lambda: waiter.notified, timeout)
         finally:
             if not waiter.notified and waiter in self._waiters:
                 self._waiters.remove(waiter)
@@ -271,6 +289,13 @@ class Condition:
             me.sched.wait(me, Op("notify" if n == 1 else "notify_all", self))
             if not self._waiters:
                 self._unheard = (me.sched.steps, me.label)
+        self._wake(n)
+
+    def _wake(self, n: int | None = None) -> None:
+        """Wake the first ``n`` waiters (all by default); controlled queues call it within their
+        own put/get step."""
+        if n is None:
+            n = len(self._waiters)
         woken, self._waiters = self._waiters[:n], self._waiters[n:]
         for waiter in woken:
             waiter.notified = True
@@ -318,7 +343,7 @@ class Semaphore:
             return _take_outside(self, self._take(), blocking)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), self._take)
-        if me.sched.wait(me, Op("acquire", self, self._available, _deadline(me, timeout))):
+        if timed_wait(me, "acquire", self, self._available, timeout):
             return self._take()
         return False
 
@@ -360,6 +385,7 @@ class Event:
 
     def __init__(self, *, label: str | None = None):
         self._flag = False
+        self._sets = 0  # set() calls so far: a thread waiting during a set() wakes even if clear() follows
         self._set_at: tuple[int, str] | None = None  # last set(): (step, thread)
         self._cleared_at: tuple[int, str] | None = None  # a clear() that undid a set()
         self.label = label or make_label("Event")
@@ -381,6 +407,7 @@ class Event:
             me.sched.wait(me, Op("set", self))
             self._set_at = (me.sched.steps, me.label)
         self._flag = True
+        self._sets += 1
 
     def clear(self) -> None:
         me = current()
@@ -396,7 +423,8 @@ class Event:
             if self._flag:
                 return True
             raise _outside(self, "wait()")
-        return me.sched.wait(me, Op("wait", self, self._is_flagged, _deadline(me, timeout)))
+        sets = self._sets
+        return timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
 
     def explain_lost_wakeup(self, t: LogicalThread) -> str | None:
         if self._flag or self._set_at is None or self._cleared_at is None:
@@ -449,8 +477,7 @@ class Barrier:
             generation.done = True
             self._generation, self._count = _Generation(), 0
             return index
-        passed = me.sched.wait(me, Op("wait", self, lambda: generation.done or generation.broken,
-                                      _deadline(me, timeout)))
+        passed = timed_wait(me, "wait", self, lambda: generation.done or generation.broken, timeout)
         if not passed:
             self._break()
         if not generation.done:

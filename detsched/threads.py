@@ -14,6 +14,7 @@ import itertools
 import threading
 
 from .scheduler import LogicalThread, Op, current
+from .sync import timed_wait
 
 _REAL_EVENT = threading.Event
 _real_init = threading.Thread.__init__
@@ -53,10 +54,21 @@ def start(self) -> None:
     # starting thread's next point on.
     me.sched.wait(me, Op("start", self))
     lt = me.sched.spawn(self, self.name, self.daemon, lambda: run_registered(self, self.run))
-    self._ds_logical = lt
-    self._ident = lt.os_ident
-    if hasattr(self, "_native_id"):
-        self._native_id = lt.os_ident
+    _bind(self, lt, lt.os_ident)
+
+
+def _bind(thread: threading.Thread, lt: LogicalThread, ident: int) -> None:
+    """Tie ``thread`` to its logical thread. The stdlib's own state is set to "started and
+    finished" at once: during the run only the patched methods read the thread's state, and after
+    it (when the stdlib's methods are back) every controlled thread has ended."""
+    thread._ds_logical = lt
+    thread._ident = ident
+    thread._started._flag = True
+    if "_handle" in thread.__dict__:  # 3.13+: a thread handle that is already done
+        thread._handle = _thread._make_thread_handle(ident)
+        thread._handle._set_done()
+    else:
+        thread._is_stopped, thread._tstate_lock = True, None
 
 
 def join(self, timeout: float | None = None) -> None:
@@ -72,7 +84,7 @@ def join(self, timeout: float | None = None) -> None:
         return None
     if lt is me:
         raise RuntimeError("cannot join current thread")
-    me.sched.wait(me, Op("join", self, lambda: lt.finished, me.sched.clock.deadline(timeout), lambda: lt))
+    timed_wait(me, "join", self, lambda: lt.finished, timeout, lambda: lt)
 
 
 def is_alive(self) -> bool:
@@ -113,6 +125,10 @@ def run_registered(thread: threading.Thread, body) -> None:
     """Run ``body`` with ``thread`` in threading's registry, so ``current_thread()`` (even bound
     before the run) returns it, as the stdlib's own bootstrap does."""
     ident = _thread.get_ident()
+    if _logical(thread) is None:  # T0: its Thread object is made before its logical thread
+        _bind(thread, current(), ident)
+    if hasattr(thread, "_native_id"):  # only the thread itself can learn its native id
+        thread._native_id = _thread.get_native_id()
     with threading._active_limbo_lock:
         threading._active[ident] = thread
     try:
