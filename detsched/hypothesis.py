@@ -5,8 +5,9 @@ default policy (keep running the current thread); run another runnable thread in
 shrinks lists by dropping elements first and then lowering values, so a failing interleaving
 shrinks to fewer preemptions, then earlier ones -- the order in which a person wants to read them.
 Decisions are numbered from the start of the run, not from the previous deviation, so dropping one
-deviation leaves the others where they were. The example is kept in Hypothesis's database and replayed first next time. Together with
-``@given`` inputs one test searches inputs and interleavings at once::
+deviation leaves the others where they were. The example is kept in Hypothesis's database and
+replayed first next time. Together with ``@given`` inputs one test searches inputs and
+interleavings at once::
 
     from hypothesis import given, strategies as st
     from detsched.hypothesis import schedules

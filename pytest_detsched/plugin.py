@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import unittest
 
 import pytest
 
@@ -20,6 +21,7 @@ from .runner import TESTS_PREFIX, ItemRunner, Plan, RunContext
 
 _PLAN = pytest.StashKey[Plan]()
 _CONTEXT = pytest.StashKey[RunContext]()
+_PROBLEM = pytest.StashKey[str]()
 #: The parameter --detsched-shards adds to marked tests; its value is the shard number.
 SHARD_PARAMETER = "_detsched_shard"
 #: Tests named in a usage error before the list is cut short.
@@ -68,17 +70,17 @@ class DetschedSession:
     # ----------------------------------------------------------------- collection
 
     def pytest_itemcollected(self, item) -> None:
-        name = test_id(item)
+        name = unsharded_id(item)
         self.collected[fingerprint(name)] = name
 
     @pytest.hookimpl(trylast=True)  # after deselection (-k, -m)
     def pytest_collection_modifyitems(self, items) -> None:
-        problems = []
+        problems = {}  # item (None: every item) -> what is wrong
         for item in items:
             try:
                 plan = self._plan(item)
             except DetschedUsageError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
+                problems[item] = f"{item.nodeid}: {exc}"
                 continue
             if plan is not None:
                 item.stash[_PLAN] = plan
@@ -86,19 +88,35 @@ class DetschedSession:
         replay = self.options.replay
         if replay is not None and not any(item.stash.get(_PLAN, None) and item.stash[_PLAN].replay is replay
                                           for item in items):
-            problems.append(self._replay_mismatch(replay, "--detsched-replay", [test_id(i) for i in items]))
-        if problems:
-            raise pytest.UsageError("detsched: " + "\n".join(problems))
+            problems[None] = self._replay_mismatch(replay, "--detsched-replay", [unsharded_id(i) for i in items])
+        if not problems:
+            return
+        if not hasattr(self.config, "workerinput"):
+            raise pytest.UsageError("detsched: " + "\n".join(problems.values()))
+        # A pytest-xdist worker cannot stop the session with a usage error: the items report it.
+        for item in items:
+            if item in problems or None in problems:
+                item.stash[_PROBLEM] = f"detsched: {problems.get(item) or problems[None]}"
+
+    def pytest_runtest_setup(self, item) -> None:
+        problem = item.stash.get(_PROBLEM, None)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
 
     def _plan(self, item) -> Plan | None:
         if not isinstance(item, pytest.Function):
             return None
-        name = test_id(item)
+        name = unsharded_id(item)
         marker = item.get_closest_marker("detsched")
         replay, origin = self._replay_for(item, name)
         if marker is None and replay is None and not self.options.explore_all:
             return None
         probe = marker is None and replay is None
+        if isinstance(item.cls, type) and issubclass(item.cls, unittest.TestCase):
+            if probe:
+                return None
+            raise DetschedUsageError("unittest.TestCase methods cannot be explored yet; write the test as a "
+                                     "plain pytest function")
         if probe and inspect.iscoroutinefunction(item.obj):
             return None  # an async test belongs to its own plugin unless marked
         settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults
@@ -193,7 +211,7 @@ def shard_id(shard: int, count: int) -> str:
 _SHARD_ID = re.compile(r"detsched_shard\d+of\d+")
 
 
-def test_id(item) -> str:
+def unsharded_id(item) -> str:
     """The item's node id without its shard: what seeds and schedules are derived from, so that
     every shard explores part of one and the same exploration."""
     callspec = getattr(item, "callspec", None)
@@ -254,5 +272,5 @@ def _describe(entry: dict) -> str:
         source = "a given" if entry["mode"] == "replay" else "the cached failing"
         return f"replayed {source} schedule" + (failed or ", passed")
     rate = entry["runs"] / entry["elapsed"] if entry["elapsed"] > 0 else 0.0
-    return (f"{entry['runs']} run{'s' * (entry['runs'] != 1)}, {rate:,.0f} runs/s (strategy {entry['strategy']}, seed {entry['seed']})"
-            + failed)
+    runs = f"{entry['runs']} run{'s' * (entry['runs'] != 1)}"
+    return f"{runs}, {rate:,.0f} runs/s (strategy {entry['strategy']}, seed {entry['seed']}){failed}"

@@ -57,8 +57,8 @@ class RunContext:
         self.test_id = plan.test_id
         self.strategy = plan.settings.strategy
         self.seed = plan.seed
-        #: Index of the exploration run in progress (shrinking and the final replay of a failure
-        #: come after the failing run and keep the index that follows it).
+        #: Index of the exploration run in progress. The runs that shrink and replay a failure come
+        #: after the failing run and see the index that follows it.
         self.run_index = plan.first_run
 
     @staticmethod
@@ -81,7 +81,7 @@ class _NothingToExplore(Exception):
 
 
 class ItemRunner:
-    """Runs one planned item; raises pytest's outcome exceptions, returns statistics."""
+    """Runs one planned item, raising pytest's outcome exceptions; ``stats`` says what it did."""
 
     def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None):
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
@@ -94,16 +94,16 @@ class ItemRunner:
         self.stats = {"test": plan.test_id, "runs": 0, "elapsed": 0.0, "strategy": plan.settings.strategy,
                       "seed": plan.seed, "kind": None, "mode": "explore"}
 
-    def run(self) -> dict:
+    def run(self) -> None:
         if self.plan.probe and not _starts_threads(self.call):
             self.stats["mode"] = "plain"
-            return self.stats
+            return
         try:
             if self.plan.replay is not None:
                 self._replay_given()
             elif not self._replay_cached():
                 self._explore()
-            return self.stats
+            return
         except DetschedUsageError as exc:
             problem = f"detsched: {exc}"
         self.stats["mode"] = "error"

@@ -113,13 +113,16 @@ def test_pasted_replay_line_reproduces_the_same_failure(pytester):
                                  f"Replay with: *--detsched-replay='{schedule}'"])
 
 
-def test_replay_of_a_fixed_test_passes(pytester):
+def test_replay_after_the_fix_says_the_schedule_no_longer_applies(pytester):
     pytester.makepyfile(test_counter=BUGGY)
     schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
-    pytester.makepyfile(test_counter=BUGGY.replace("Counter()) == 2", "Counter()) in (1, 2)"))
+    pytester.makepyfile(test_counter=FIXED)
     result = run(pytester, "-p", "no:cacheprovider", f"--detsched-replay={schedule}")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["test_counter.py::test_counter: replayed a given schedule, passed"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["detsched: replay diverged at step *",
+                                 "The schedule from --detsched-replay no longer applies. If the code changed to fix "
+                                 "this failure, run the test without it to explore again."])
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_reproduce_decorator_replays_its_schedule(pytester):
@@ -390,7 +393,7 @@ def test_state(calls):
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["note: this failure did not happen again when its schedule was replayed*",
-                                 "note: function-scoped fixtures are created once per test and shared by all its runs*"])
+                                 "note: function-scoped fixtures are created once per test and shared by all*"])
 
 
 def test_skip_inside_an_explored_test_skips_it(pytester):
@@ -465,3 +468,21 @@ def pytest_detsched_failure_text(item, failure):
     result = run(pytester)
     result.stdout.fnmatch_lines(["custom report: exception in test_counter",
                                  "Replay with: pytest 'test_counter.py::test_counter'*"])
+
+
+def test_marker_on_a_unittest_method_is_a_usage_error(pytester):
+    pytester.makepyfile(test_case="""
+import unittest
+
+import pytest
+
+
+class TestCase(unittest.TestCase):
+    @pytest.mark.detsched
+    def test_method(self):
+        pass
+""")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: test_case.py::TestCase::test_method: unittest.TestCase "
+                                 "methods cannot be explored yet*"])

@@ -41,7 +41,8 @@ def test_rare():
     assert count(3) >= 2
 """
 
-FOUND = re.compile(r"detsched found a failure in run (\d+) .*\n(?:.*\n)*?Replay with: .*--detsched-replay='(ds1:[^']+)'")
+FOUND = re.compile(r"detsched found a failure in run (\d+) .*\n(?:.*\n)*?"
+                   r"Replay with: .*--detsched-replay='(ds1:[^']+)'")
 
 
 @pytest.fixture
@@ -98,4 +99,15 @@ def test_xdist_workers_find_the_same_schedules_as_one_process(pytester):
     alone = failures(pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "--detsched-shards=4"))
     spread = pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", "--detsched-shards=4")
     assert sorted(failures(spread)) == sorted(alone)
-    spread.stdout.fnmatch_lines(["test_rare.py::test_rare: * runs, * runs/s (strategy random, seed 4), FAILED (exception)"])
+    spread.stdout.fnmatch_lines(["test_rare.py::test_rare: * runs/s (strategy random, seed 4), FAILED (exception)"])
+
+
+def test_usage_error_under_xdist_is_reported_by_each_selected_test(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_rare=RARE + "\n\n@pytest.mark.detsched\ndef test_other():\n    assert count(2) >= 1\n")
+    schedule = failures(pytester.runpytest(*PLUGIN, "test_rare.py::test_rare"))[0][1]
+    result = pytester.runpytest(*PLUGIN, "-p", "xdist", "-n", "2", "test_rare.py::test_other",
+                                f"--detsched-replay={schedule}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["detsched: the schedule given with --detsched-replay was recorded for "
+                                 "test_rare.py::test_rare, but this run selected test_rare.py::test_other.*"])
