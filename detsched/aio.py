@@ -103,6 +103,8 @@ def controlled():
             patcher._set(owner, name, value)
         _policy = policy
         yield
+        if policy.unawaited:  # dropped where no event loop's end-of-main check saw them (plain code)
+            me.sched.fail(me, FailureInfo("leak", "; ".join(policy.unawaited), me.label))
     finally:
         _policy = None
         patcher.restore()
@@ -360,6 +362,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         pending = self._pending()
         leaks = [f"{_waits_for(t)}, still pending when the main coroutine returned" for t in pending]
         leaks += self._policy.unawaited + self._abandoned
+        self._policy.unawaited.clear()
         for ref in self._agens:
             agen = ref()
             if agen is not None and agen.ag_frame is not None and not agen.ag_running:
@@ -416,9 +419,9 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         me = current()
         if me is not None and me.sched is self._sched and not self._sched.aborting:
             self._abandoned.append(
-                f"async generator {agen.__qualname__}() was never closed: the garbage collector closed it "
-                f"at {frames.user_location(2)}, suspended at {_location(agen.ag_frame)} (use "
-                "contextlib.aclosing or exhaust it)")
+                f"async generator {agen.__qualname__}() was never closed: dropped at {frames.user_location(2)} "
+                f"while suspended at {_location(agen.ag_frame)}, so its cleanup runs whenever the garbage "
+                "collector gets to it (close it: contextlib.aclosing, or exhaust it)")
         super()._asyncgen_finalizer_hook(agen)
 
     # ------------------------------------------------------------------ real I/O
@@ -547,7 +550,7 @@ def _waits_for(task) -> str:
     head = f"{task_label(task)} at {_where(chain)}"
     primitive, method = _blocker(chain)
     if primitive is not None:
-        return f"{head} {_primitive_wait(primitive, method)}"
+        return f"{head} {_primitive_wait(primitive, method, task)}"
     waiter = task._fut_waiter
     if isinstance(waiter, asyncio.Task):
         return f"{head} waits for {task_label(waiter)}"
@@ -563,12 +566,14 @@ def _waits_for(task) -> str:
     return f"{head} is ready to resume"
 
 
-def _primitive_wait(primitive, method: str) -> str:
+def _primitive_wait(primitive, method: str, task) -> str:
     name = _label(primitive)
     if isinstance(primitive, asyncio.Lock):
         owner = getattr(primitive, "_ds_owner", None)
         if owner is None:
             return f"waits for {name}"
+        if owner is task:
+            return f"waits for {name}, which it holds itself (asyncio.Lock is not reentrant)"
         if owner.done():
             return f"waits for {name}, held by {task_label(owner)}, which finished without releasing it"
         return f"waits for {name} held by {task_label(owner)}"
@@ -580,7 +585,8 @@ def _primitive_wait(primitive, method: str) -> str:
         if method == "put":
             return f"waits to put into {name}, which is full"
         if method == "join":
-            return f"waits to join {name}: {primitive._unfinished_tasks} items were never marked task_done()"
+            unfinished = primitive._unfinished_tasks
+            return f"waits to join {name}: {unfinished} item{'s' * (unfinished != 1)} never marked task_done()"
         return f"waits to get from {name}, which is empty"
     if isinstance(primitive, asyncio.Semaphore):
         return f"waits for {name}, which nothing releases"

@@ -231,6 +231,18 @@ def test_coroutine_never_awaited_is_a_leak():
     assert failure.kind == "leak" and "coroutine forgets_an_await.<locals>.save() was never awaited" in failure.message
 
 
+def calls_an_async_function_from_plain_code():
+    async def save():
+        pass
+
+    save()
+
+
+def test_coroutine_never_awaited_in_plain_code_is_a_leak():
+    failure = failure_of(calls_an_async_function_from_plain_code)
+    assert failure.kind == "leak" and "save() was never awaited (dropped at test_aio.py:" in failure.message
+
+
 async def abandons_an_async_generator():
     async def ticks():
         for tick in range(10):
