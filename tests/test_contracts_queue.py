@@ -15,7 +15,7 @@ import pytest
 
 import detsched
 
-RUNS = 30
+RUNS = 50
 #: A program with one thread has one interleaving: a single run checks it.
 SINGLE_THREAD_RUNS = 1
 QUEUE_KINDS = ["Queue", "LifoQueue", "PriorityQueue"]

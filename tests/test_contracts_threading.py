@@ -16,7 +16,7 @@ import pytest
 
 import detsched
 
-RUNS = 30
+RUNS = 50
 #: A program with one thread has one interleaving: a single run checks it.
 SINGLE_THREAD_RUNS = 1
 
@@ -329,13 +329,14 @@ def test_timer_fires_after_its_interval_on_the_virtual_clock():
 def test_timer_cancelled_before_it_fires_never_runs():
     def program():
         fired = []
+        start = time.monotonic()
         timer = threading.Timer(5, fired.append, args=(1,))
         timer.start()
         time.sleep(1)
         timer.cancel()
         timer.join()
         assert fired == []
-        assert time.monotonic() < time.monotonic() + 1  # the clock still works after the cancel
+        assert time.monotonic() - start == 1  # cancel() ended the timer's wait at once
 
     passes(program)
 
@@ -1158,13 +1159,16 @@ def test_negative_sleep_raises():
 # ----------------------------------------------------------------------------- after the run
 
 
-def _threading_state():
+def _patched_state():
+    """Every attribute of the modules and classes a run patches."""
     import concurrent.futures
     import concurrent.futures.thread
     import queue
+    import subprocess
 
-    modules = (threading, queue, time, concurrent.futures, concurrent.futures.thread)
-    return [dict(vars(m)) for m in modules] + [dict(vars(threading.Thread)), dict(vars(threading.Timer))]
+    owners = (threading, queue, time, os, concurrent.futures, concurrent.futures.thread,
+              threading.Thread, threading.Timer, subprocess.Popen)
+    return [dict(vars(owner)) for owner in owners]
 
 
 def _os_thread_count():
@@ -1181,21 +1185,35 @@ def _settled_os_thread_count(expected):
     return _os_thread_count()
 
 
-def _busy_program_that_fails():
+def _deadlocking_program():
     lock = threading.Lock()
     threads = _start_all([lambda: lock.acquire()] * 3 + [lambda: time.sleep(5)])
     for thread in threads:
         thread.join()
 
 
-@pytest.mark.parametrize("program", [lambda: None, _busy_program_that_fails])
+def _failing_program():
+    _start_all([threading.Event().wait] * 2 + [lambda: 1 / 0])
+    time.sleep(1)
+
+
+def _unsupported_program():
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+    os.fork()
+
+
+@pytest.mark.parametrize("program", [lambda: None, _deadlocking_program, _failing_program, _unsupported_program],
+                         ids=["passing", "deadlock", "exception", "usage-error"])
 def test_a_run_leaves_the_stdlib_and_thread_list_as_it_found_them(program):
-    before_state = _threading_state()
+    before_state = _patched_state()
     before_threads = threading.enumerate()
     before_count = threading.active_count()
     os_threads = _os_thread_count()
-    detsched.explore(program, runs=5)
-    assert _threading_state() == before_state
+    try:
+        detsched.explore(program, runs=5)
+    except detsched.DetschedUsageError as exc:
+        assert "not supported" in str(exc)
+    assert _patched_state() == before_state
     assert threading.enumerate() == before_threads
     assert threading.active_count() == before_count
     assert _settled_os_thread_count(os_threads) <= os_threads
