@@ -117,6 +117,11 @@ class DetschedSession:
                 return None
             raise DetschedUsageError("unittest.TestCase methods cannot be explored yet; write the test as a "
                                      "plain pytest function")
+        if getattr(item.obj, "is_hypothesis_test", False):
+            if probe:
+                return None
+            raise DetschedUsageError("a Hypothesis test cannot be explored run by run; let Hypothesis draw the "
+                                     "interleavings with detsched.hypothesis.schedules() instead")
         if probe and inspect.iscoroutinefunction(item.obj):
             return None  # an async test belongs to its own plugin unless marked
         settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults

@@ -4,6 +4,7 @@ that replay it."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -20,6 +21,7 @@ from detsched.explorer import explore, replay
 from detsched.hooks import format_failure
 from detsched.report import Failure, Report
 from detsched.schedule import Schedule, fingerprint
+from detsched import scheduler
 from detsched.scheduler import current
 from detsched.targets import Target
 
@@ -99,10 +101,11 @@ class ItemRunner:
             self.stats["mode"] = "plain"
             return
         try:
-            if self.plan.replay is not None:
-                self._replay_given()
-            elif not self._replay_cached():
-                self._explore()
+            with _watchdog_within(_timeout(self.item)):
+                if self.plan.replay is not None:
+                    self._replay_given()
+                elif not self._replay_cached():
+                    self._explore()
             return
         except DetschedUsageError as exc:
             problem = f"detsched: {exc}"
@@ -253,6 +256,33 @@ def _invocation_relative(item: pytest.Item, test_id: str) -> str:
 
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _timeout(item: pytest.Item) -> float | None:
+    """The item's pytest-timeout limit, from its ``timeout`` marker or ``--timeout``, if any."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        value = marker.kwargs.get("timeout", marker.args[0] if marker.args else None)
+    else:
+        value = item.config.getoption("timeout", None)
+    try:
+        return float(value) if value else None
+    except (TypeError, ValueError):
+        return None  # pytest-timeout reports its own bad input
+
+
+@contextlib.contextmanager
+def _watchdog_within(timeout: float | None):
+    """Make detsched's watchdog report a thread stuck outside its control (a ``blocked`` failure,
+    with the thread's stack) before a pytest-timeout limit kills the test. A third of the limit
+    leaves room for the warm-up run that precedes a replay, which blocks too."""
+    saved = scheduler.BLOCKED_AFTER
+    if timeout is not None:
+        scheduler.BLOCKED_AFTER = min(saved, timeout / 3)
+    try:
+        yield
+    finally:
+        scheduler.BLOCKED_AFTER = saved
 
 
 def _starts_threads(call) -> bool:

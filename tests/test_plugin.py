@@ -486,3 +486,48 @@ class TestCase(unittest.TestCase):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: detsched: test_case.py::TestCase::test_method: unittest.TestCase "
                                  "methods cannot be explored yet*"])
+
+
+def test_thread_stuck_outside_control_is_reported_before_pytest_timeout_fires(pytester):
+    pytest.importorskip("pytest_timeout")
+    pytester.makepyfile(test_stuck="""
+import threading
+
+import pytest
+
+HELD = [threading.Lock()]  # a real lock detsched cannot reach, held until the module is done
+HELD[0].acquire()
+
+
+def teardown_module():
+    HELD[0].release()
+
+
+@pytest.mark.timeout(3)
+@pytest.mark.detsched(runs=5)
+def test_stuck():
+    thread = threading.Thread(target=HELD[0].acquire)
+    thread.start()
+    thread.join()
+""")
+    result = run(pytester, "-p", "pytest_timeout")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["blocked: T1 'Thread-1 (acquire)' ran for 1s without reaching a scheduling point*"])
+    assert "Timeout" not in result.stdout.str()
+
+
+def test_marker_on_a_hypothesis_test_points_to_schedules(pytester):
+    pytester.makepyfile(test_given="""
+import pytest
+from hypothesis import given, strategies as st
+
+
+@pytest.mark.detsched
+@given(st.integers())
+def test_given(number):
+    pass
+""")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: detsched: test_given.py::test_given: a Hypothesis test cannot be explored "
+                                 "run by run; *detsched.hypothesis.schedules()*"])
