@@ -29,7 +29,7 @@ from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
 from .errors import DetschedUsageError
-from .explorer import _recorded, replay, run_once
+from .explorer import _recorded, _warm_up, replay, run_once
 from .hooks import format_failure
 from .report import KINDS
 from .schedule import Schedule, default_task, fingerprint
@@ -43,6 +43,11 @@ MAX_DEVIATIONS = 32
 MAX_DECISION_SCALE = 7
 #: Alternatives are counted among the runnable threads other than the default one, modulo their number.
 MAX_ALTERNATIVE = 8
+
+#: Targets (by name) that had their warm-up run in this process. As before exploring, one run under
+#: the default policy lets once-per-process initialisation happen before the first example, so an
+#: example takes the same path whenever Hypothesis runs it again.
+_warmed_up: set[str] = set()
 
 
 class InterleavingFailure(AssertionError):
@@ -107,6 +112,9 @@ class DrawnSchedule:
             raise DetschedUsageError("a drawn schedule runs one target once; draw another schedules() value "
                                      "for a second run")
         resolved = resolve(target)
+        if resolved.name not in _warmed_up:
+            _warm_up(resolved, max_steps, preempt_calls)
+            _warmed_up.add(resolved.name)
         result = run_once(resolved, PlannedDeviations(self.deviations), 0, max_steps, preempt_calls=preempt_calls)
         origin = Schedule(fingerprint(resolved.name), PlannedDeviations.name, 0, 0, 0, (), preempt_calls)
         self.schedule = _recorded(origin, result)
