@@ -194,9 +194,9 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             raise DetschedUsageError("an event loop made during a detsched run can run only inside that run")
         self._runner = me
         # Before Python 3.12, scheduling points at user function entry come from a per-thread
-        # profile hook, which sees every call the loop makes. Among tasks alone a call is no switch
-        # point (tasks switch only at awaits), so the hook is on only while a callback runs beside
-        # other live threads.
+        # profile hook, which would see every call the loop itself makes: it is on only while a
+        # callback runs (where 3.12's sys.monitoring finds the same user calls), so that runs and
+        # schedules are the same on every version.
         self._call_points = _CALL_POINTS if _CALL_POINTS is not None and sys.getprofile() is _CALL_POINTS else None
         if self._call_points is not None:
             sys.setprofile(None)
@@ -252,7 +252,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             handle = self._pick(note or "")
         if sched.steps > sched.max_steps:
             self._livelock(handle)
-        if note is None or self._call_points is None:
+        if self._call_points is None:
             handle._run()
             return
         sys.setprofile(self._call_points)
@@ -600,11 +600,11 @@ def _lost_wakeup(task) -> str | None:
     cleared = getattr(primitive, "_ds_cleared_at", None)
     if isinstance(primitive, asyncio.Event) and cleared is not None and not primitive.is_set():
         set_step, setter = primitive._ds_set_at
-        return (f"lost wakeup: {who} waits for {_label(primitive)} forever; {setter} set it at step {set_step} "
-                f"but {cleared[1]} cleared it at step {cleared[0]}, before {who} saw it")
+        return (f"lost wakeup: {who} waits for {_label(primitive)} forever; {_name(setter)} set it at step "
+                f"{set_step} but {_name(cleared[1])} cleared it at step {cleared[0]}, before {who} saw it")
     unheard = getattr(primitive, "_ds_unheard", None)
     if isinstance(primitive, asyncio.Condition) and unheard is not None:
-        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {unheard[1]} notified it at step "
+        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {_name(unheard[1])} notified it at step "
                 f"{unheard[0]}, before {who} started waiting (no task was waiting then)")
     return None
 
@@ -628,14 +628,14 @@ def _exception_info(error: BaseException, actor: str) -> FailureInfo:
                        frames.format_exception(error), error)
 
 
-def _actor() -> str:
-    """Who is running: the current task, else the controlled thread."""
+def _signal(me: LogicalThread) -> tuple:
+    """When and by whom a signal is sent: the step, and the running task (else the thread)."""
     loop = asyncio.events._get_running_loop()
-    task = asyncio.current_task(loop) if loop is not None else None
-    if task is not None:
-        return task_label(task)
-    me = current()
-    return me.label if me is not None else "?"
+    return me.sched.steps, (asyncio.current_task(loop) if loop is not None else None) or me
+
+
+def _name(actor) -> str:
+    return task_label(actor) if isinstance(actor, asyncio.Task) else actor.label
 
 
 # --------------------------------------------------------------------------- instrumentation
@@ -672,14 +672,14 @@ def _lock_release(self) -> None:
 def _event_set(self) -> None:
     me = current()
     if me is not None and not self._value:
-        self._ds_set_at = (me.sched.steps, _actor())
+        self._ds_set_at = _signal(me)
     _real_event_set(self)
 
 
 def _event_clear(self) -> None:
     me = current()
     if me is not None and self._value and getattr(self, "_ds_set_at", None) is not None:
-        self._ds_cleared_at = (me.sched.steps, _actor())
+        self._ds_cleared_at = _signal(me)
     _real_event_clear(self)
 
 
@@ -688,7 +688,7 @@ def _condition_notify(self, n: int = 1) -> None:
     _real_notify(self, n)
     me = current()
     if unheard and me is not None:
-        self._ds_unheard = (me.sched.steps, _actor())
+        self._ds_unheard = _signal(me)
 
 
 def _warn_unawaited(coro) -> None:

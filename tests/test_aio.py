@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 import detsched
+from test_determinism import REPLAY, other_interpreters, run_python
+
+EXPLORE = "import detsched; r = detsched.explore({target!r}, runs=500, seed=11); print(r.runs, r.failure.schedule.dumps())"
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
@@ -76,6 +79,25 @@ def test_failure_replays_identically_three_times(name):
     for _ in range(3):
         again = detsched.replay(example(name, "main"), failure.schedule.dumps())
         assert (again.kind, again.message, again.timeline()) == (failure.kind, failure.message, failure.timeline())
+
+
+TARGETS = [example("aio_cache", "main"), f"{__file__}::thread_and_task_race"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_same_seed_same_runs_in_two_processes(target):
+    code = EXPLORE.format(target=target)
+    assert run_python(sys.executable, code) == run_python(sys.executable, code)
+
+
+@pytest.mark.skipif(not other_interpreters(), reason="no other CPython under ~/.pyenv/versions")
+@pytest.mark.parametrize("python", other_interpreters())
+@pytest.mark.parametrize("target", TARGETS)
+def test_schedule_replays_on_other_python_versions(target, python):
+    failure = detsched.explore(target, runs=500, seed=11).failure
+    replayed = run_python(python, REPLAY.format(target=target, schedule=failure.schedule.dumps()))
+    # first lines only: pytest's assertion rewriting adds a line here, and not in the other process
+    assert replayed.splitlines()[0] == f"{failure.kind} {failure.message}".splitlines()[0]
 
 
 # ----------------------------------------------------------------------------- virtual time
