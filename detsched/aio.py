@@ -433,13 +433,13 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             "test the concurrent logic apart from it")
 
 
-for _name in ("add_reader", "add_writer", "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
+for _method in ("add_reader", "add_writer", "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
               "sock_sendall", "sock_sendto", "sock_connect", "sock_accept", "sock_sendfile", "sendfile", "start_tls",
               "create_connection", "create_server", "create_unix_connection", "create_unix_server",
               "create_datagram_endpoint", "connect_accepted_socket", "connect_read_pipe", "connect_write_pipe",
               "subprocess_exec", "subprocess_shell", "getaddrinfo", "getnameinfo", "add_signal_handler"):
-    setattr(ControlledEventLoop, _name, ControlledEventLoop._outside_control)
-del _name
+    setattr(ControlledEventLoop, _method, ControlledEventLoop._outside_control)
+del _method
 
 
 # --------------------------------------------------------------------------- describing tasks
@@ -471,8 +471,13 @@ def _resumes_after_yield(handle) -> bool:
     task = _task_of(handle)
     if task is None or getattr(handle._callback, "__name__", "__step") != "__step":
         return False  # a callback, or a wakeup by a future
+    return _state(task) == inspect.CORO_SUSPENDED
+
+
+def _state(task) -> str | None:
+    """The ``inspect.CORO_*`` state of a task's coroutine (None for other awaitables)."""
     coro = task.get_coro()
-    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED
+    return inspect.getcoroutinestate(coro) if inspect.iscoroutine(coro) else None
 
 
 def _closes_async_generator(task) -> bool:
@@ -491,8 +496,7 @@ def _describe_handle(handle) -> tuple[str, str]:
     if task is None:
         kind = "timer" if isinstance(handle, asyncio.TimerHandle) else "callback"
         return f"{kind} {_callable_name(handle._callback)}", ""
-    coro = task.get_coro()
-    starts = inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    starts = _state(task) == inspect.CORO_CREATED
     return f"{task_label(task)} {'starts' if starts else 'resumes'}", _where(_chain(task))
 
 
@@ -560,8 +564,7 @@ def _waits_for(task) -> str:
         return f"{head} waits for gather({', '.join(names)})"
     if waiter is not None:
         return f"{head} waits for a Future that nothing completes"
-    coro = task.get_coro()
-    if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+    if _state(task) == inspect.CORO_CREATED:
         return f"{task_label(task)} never started"
     return f"{head} is ready to resume"
 
@@ -600,11 +603,11 @@ def _lost_wakeup(task) -> str | None:
     cleared = getattr(primitive, "_ds_cleared_at", None)
     if isinstance(primitive, asyncio.Event) and cleared is not None and not primitive.is_set():
         set_step, setter = primitive._ds_set_at
-        return (f"lost wakeup: {who} waits for {_label(primitive)} forever; {_name(setter)} set it at step "
-                f"{set_step} but {_name(cleared[1])} cleared it at step {cleared[0]}, before {who} saw it")
+        return (f"lost wakeup: {who} waits for {_label(primitive)} forever; {_actor_label(setter)} set it at step "
+                f"{set_step} but {_actor_label(cleared[1])} cleared it at step {cleared[0]}, before {who} saw it")
     unheard = getattr(primitive, "_ds_unheard", None)
     if isinstance(primitive, asyncio.Condition) and unheard is not None:
-        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {_name(unheard[1])} notified it at step "
+        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {_actor_label(unheard[1])} notified it at step "
                 f"{unheard[0]}, before {who} started waiting (no task was waiting then)")
     return None
 
@@ -634,7 +637,7 @@ def _signal(me: LogicalThread) -> tuple:
     return me.sched.steps, (asyncio.current_task(loop) if loop is not None else None) or me
 
 
-def _name(actor) -> str:
+def _actor_label(actor) -> str:
     return task_label(actor) if isinstance(actor, asyncio.Task) else actor.label
 
 
