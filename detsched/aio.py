@@ -278,7 +278,8 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         sched, me = self._sched, self._runner
         # Tasks that only resume from ``await asyncio.sleep(0)`` are polling: let the threads they
         # may be waiting for go first, as a thread calling time.sleep(0) does.
-        me.spinning = all(_resumes_after_yield(handle) for handle in self._ready if not handle._cancelled)
+        live = [handle for handle in self._ready if not handle._cancelled]
+        me.spinning = bool(live) and all(map(_resumes_after_yield, live))
         sched.wait(me, Op("asyncio step"))
         last = sched.trace[-1] if sched.tracing and sched.trace else None
         if last is not None and last.tid == me.tid and last.op == "asyncio step":

@@ -372,6 +372,45 @@ def test_task_polling_for_a_thread_gives_way_to_it():
         assert detsched.explore(polls_for_a_thread, runs=50, strategy=strategy).failure is None
 
 
+async def thread_waits_for_a_coroutine():
+    loop = asyncio.get_running_loop()
+
+    async def double(number):
+        await asyncio.sleep(1)
+        return 2 * number
+
+    def worker():
+        return asyncio.run_coroutine_threadsafe(double(21), loop).result(timeout=5)
+
+    assert await asyncio.to_thread(worker) == 42
+
+
+def test_thread_waiting_on_the_loop_with_a_timeout_gets_its_result_in_time():
+    assert detsched.explore(thread_waits_for_a_coroutine, runs=50).failure is None
+
+
+def an_event_loop_per_thread():
+    finished = []
+
+    def worker(seconds):
+        async def main():
+            await asyncio.sleep(seconds)
+
+        asyncio.run(main())
+        finished.append(seconds)
+
+    threads = [threading.Thread(target=worker, args=(seconds,)) for seconds in (2, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert finished == [1, 2], f"finished in order {finished}"
+
+
+def test_loops_in_several_threads_share_one_virtual_clock():
+    assert detsched.explore(an_event_loop_per_thread, runs=50).failure is None
+
+
 def test_thread_and_task_twin_without_the_gap_passes():
     assert detsched.explore(thread_and_task_fixed, runs=300).failure is None
 
