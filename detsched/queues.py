@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import queue as _stdlib_queue
+import types
 from collections import deque
 
 from .errors import DetschedUsageError
@@ -156,6 +157,8 @@ class Queue:
     def __repr__(self) -> str:
         return f"<detsched {self.label} size={self._qsize()}>"
 
+    __class_getitem__ = classmethod(types.GenericAlias)  # ``queue.Queue[int]`` in annotations
+
 
 class LifoQueue(Queue):
     """``queue.LifoQueue`` under control."""
@@ -218,3 +221,5 @@ class SimpleQueue:
 
     def __repr__(self) -> str:
         return f"<detsched {self.label} size={len(self._items)}>"
+
+    __class_getitem__ = classmethod(types.GenericAlias)

@@ -18,6 +18,9 @@ from .errors import DetschedUsageError
 from .scheduler import LogicalThread, Op, current
 
 
+_RealSemaphore = threading.Semaphore
+
+
 def _outside(primitive, what: str) -> DetschedUsageError:
     return DetschedUsageError(
         f"{primitive.label} was made inside a detsched run and would block in {what} in thread "
@@ -109,7 +112,12 @@ class Lock:
             return _take_outside(self, self._take(None), blocking)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
-        if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, self._holder):
+        # Any thread may release a Lock, so waiting for one's own is a handshake (another thread
+        # releases it), not yet a wait-for cycle; it is a deadlock only once nothing else can run.
+        def holder() -> LogicalThread | None:
+            return None if self._owner is me else self._owner
+
+        if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, holder):
             return self._take(me)
         return False
 
@@ -185,6 +193,24 @@ class RLock:
 
     def _recursion_count(self) -> int:
         return self._count if self._is_owned() else 0
+
+    # What the stdlib's Condition (in a subclass defined at import time) uses to wait on an RLock.
+    def _release_save(self) -> tuple[int, LogicalThread]:
+        if not self._is_owned():
+            raise RuntimeError("cannot release un-acquired lock")
+        me = self._owner
+        if me.sched is not None:
+            me.sched.wait(me, Op("release", self))
+        state, self._count, self._owner = (self._count, me), 0, None
+        return state
+
+    def _acquire_restore(self, state: tuple[int, LogicalThread]) -> None:
+        me = current() or _outside_owner()
+        if me.sched is None:
+            _take_outside(self, self._take(me), True)
+        else:
+            timed_wait(me, "acquire", self, self._free, None, self._holder)
+        self._count, self._owner = state
 
     __enter__ = acquire
 
@@ -321,6 +347,11 @@ class Semaphore:
     """``threading.Semaphore`` under control."""
 
     def __init__(self, value: int = 1, *, label: str | None = None):
+        if not isinstance(self, Semaphore):
+            # ``Semaphore.__init__(self, value)`` from the stdlib's BoundedSemaphore (3.10, 3.11) for
+            # a subclass of it defined at import time: that object runs the stdlib's methods.
+            _RealSemaphore.__init__(self, value)
+            return
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
         self._value = value

@@ -64,13 +64,24 @@ class Unlucky(Exception):
     pass
 
 
-class FailingQueue(queue.Queue):
-    """A queue whose storage fails on items marked "bad"; the queue must stay consistent."""
+def failing_queue_class(base):
+    """A queue whose storage fails on "bad" puts and "poison" gets; the queue must stay consistent."""
 
-    def _put(self, item):
-        if item == "bad":
-            raise Unlucky
-        super()._put(item)
+    class FailingQueue(base):
+        def _put(self, item):
+            if item == "bad":
+                raise Unlucky
+            super()._put(item)
+
+        def _get(self):
+            if self.queue[0] == "poison":
+                raise Unlucky
+            return super()._get()
+
+    return FailingQueue
+
+
+STDLIB_FAILING_QUEUE = failing_queue_class(queue.Queue)  # made at import: based on the stdlib's Queue
 
 
 MODULE_QUEUE = RecordingQueue(maxsize=2)
@@ -222,6 +233,24 @@ def test_negative_timeouts_raise_value_error_where_the_stdlib_checks_them(maxsiz
         assert q.get(block=False, timeout=-1) == 1
 
     passes(program, runs=SINGLE_THREAD_RUNS)
+
+
+def test_changing_maxsize_at_run_time_takes_effect():
+    def program():
+        q = queue.Queue(maxsize=2)
+        q.put(1)
+        q.put(2)
+        raises(lambda: q.put_nowait(3), queue.Full)
+        q.maxsize = 3
+        q.put_nowait(3)
+        assert q.full()
+        blocked = start(q.put, 4)
+        time.sleep(1)
+        q.maxsize = 0  # unbounded from now on: the waiting put goes ahead
+        blocked.join()
+        assert q.qsize() == 4 and not q.full()
+
+    passes(program)
 
 
 # ----------------------------------------------------------------------------- task tracking
@@ -403,9 +432,11 @@ def test_a_subclass_waiting_on_the_queue_conditions_is_woken_by_put_and_get():
     passes(program)
 
 
-def test_a_failing_put_hook_leaves_the_queue_consistent():
+@pytest.mark.parametrize("made", ["at import", "in the run"])
+def test_failing_storage_hooks_leave_the_queue_consistent(made):
     def program():
-        q = FailingQueue(maxsize=2)
+        cls = STDLIB_FAILING_QUEUE if made == "at import" else failing_queue_class(queue.Queue)
+        q = cls(maxsize=2)
         q.put("good")
         raises(lambda: q.put("bad"), Unlucky)
         assert q.qsize() == 1 and q.unfinished_tasks == 1
@@ -413,6 +444,9 @@ def test_a_failing_put_hook_leaves_the_queue_consistent():
         getter.join()
         q.task_done()
         q.join()
+        q.put("poison")
+        raises(q.get, Unlucky)
+        assert q.qsize() == 1 and q.queue[0] == "poison"
 
     passes(program)
 
@@ -459,6 +493,19 @@ def test_simple_queue_get_blocks_until_another_thread_puts():
         assert sorted(got) == ["a", "b"]
 
     passes(program)
+
+
+def test_queue_classes_can_be_parameterised_in_annotations():
+    def program():
+        def consume(q: queue.Queue[int], results: queue.SimpleQueue[str]) -> queue.PriorityQueue[int]:
+            results.put(str(q.get()))
+            return queue.PriorityQueue()
+
+        q, results = queue.LifoQueue[int](), queue.SimpleQueue()
+        q.put(5)
+        assert isinstance(consume(q, results), queue.PriorityQueue) and results.get() == "5"
+
+    passes(program, runs=SINGLE_THREAD_RUNS)
 
 
 # ----------------------------------------------------------------------------- 3.13 shutdown

@@ -51,6 +51,29 @@ class Counter(threading.Thread):
             time.sleep(0)
 
 
+class CountingSemaphore(threading.BoundedSemaphore):
+    """Subclasses of the stdlib's primitives defined at import time; they run the stdlib's methods
+    on controlled locks and conditions."""
+
+    def acquire(self, *args, **kwargs):
+        self.acquired = getattr(self, "acquired", 0) + 1
+        return super().acquire(*args, **kwargs)
+
+
+class PlainSemaphore(threading.Semaphore):
+    pass
+
+
+class NamedEvent(threading.Event):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+
+class NamedBarrier(threading.Barrier):
+    pass
+
+
 SHARED_LOCAL = threading.local()
 
 
@@ -512,6 +535,24 @@ def test_releasing_an_unlocked_lock_raises():
     passes(program, runs=SINGLE_THREAD_RUNS)
 
 
+def test_a_lock_held_by_the_waiter_itself_can_be_released_by_another_thread():
+    def program():
+        done = threading.Lock()
+        done.acquire()
+        result = []
+
+        def worker():
+            time.sleep(1)
+            result.append(42)
+            done.release()
+
+        threading.Thread(target=worker).start()
+        done.acquire()  # a handshake: not a deadlock, the worker releases it
+        assert result == [42]
+
+    passes(program)
+
+
 def test_a_lock_may_be_released_by_another_thread():
     def program():
         lock = threading.Lock()
@@ -572,6 +613,26 @@ def test_rlock_ownership_and_recursion_count():
         thread.start()
         thread.join()
         assert seen == [False]
+        lock.release()
+        lock.release()
+        assert not lock._is_owned()
+
+    passes(program)
+
+
+def test_rlock_release_save_and_acquire_restore_keep_the_recursion_level():
+    def program():
+        lock = threading.RLock()
+        raises(lock._release_save, RuntimeError, "cannot release un-acquired lock")
+        lock.acquire()
+        lock.acquire()
+        state = lock._release_save()
+        assert not lock._is_owned()
+        thread = threading.Thread(target=lambda: (lock.acquire(), lock.release()))
+        thread.start()
+        thread.join()
+        lock._acquire_restore(state)
+        assert lock._is_owned()
         lock.release()
         lock.release()
         assert not lock._is_owned()
@@ -847,6 +908,21 @@ def test_bounded_semaphore_refuses_over_release():
     passes(program, runs=SINGLE_THREAD_RUNS)
 
 
+def test_semaphore_subclasses_defined_at_import_keep_their_contract():
+    def program():
+        bounded, plain = CountingSemaphore(1), PlainSemaphore(0)
+        assert bounded.acquire() and not bounded.acquire(timeout=1)
+        raises(lambda: bounded.release(2), ValueError, "Semaphore released too many times")
+        releaser = threading.Thread(target=plain.release)
+        releaser.start()
+        assert plain.acquire(timeout=5)
+        releaser.join()
+        bounded.release()
+        assert bounded.acquired == 2
+
+    passes(program)
+
+
 # ----------------------------------------------------------------------------- Event
 
 
@@ -903,6 +979,20 @@ def test_event_set_wakes_threads_already_waiting_even_if_cleared_at_once():
         for thread in threads:
             thread.join()
         assert results == [True, True] and not event.is_set()
+
+    passes(program)
+
+
+def test_event_and_barrier_subclasses_defined_at_import_keep_their_contract():
+    def program():
+        event, barrier = NamedEvent("go"), NamedBarrier(2)
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append((event.wait(), barrier.wait())))
+        thread.start()
+        event.set()
+        index = barrier.wait()
+        thread.join()
+        assert seen[0][0] is True and {index, seen[0][1]} == {0, 1} and event.name == "go"
 
     passes(program)
 
