@@ -25,7 +25,7 @@ import sysconfig
 import threading
 import time
 
-from . import futures, queues, sync, threads
+from . import frames, futures, queues, sync, threads
 from .errors import DetschedUsageError
 from .scheduler import Op, current
 
@@ -163,7 +163,7 @@ def is_user_file(path: str) -> bool:
     for site in _SITE_DIRS:
         if path.startswith(site):
             return path[len(site):].partition(os.sep)[0].partition(".")[0] not in INFRASTRUCTURE
-    return not path.startswith(_STDLIB_DIRS) and not path.startswith(_DETSCHED_DIR)
+    return not path.startswith(_STDLIB_DIRS) and not frames.is_internal(path)
 
 
 _realpaths: dict[str, str] = {}
@@ -174,9 +174,6 @@ def _realpath(path: str) -> str:
     if real is None:
         real = _realpaths[path] = os.path.realpath(path)
     return real
-
-
-_DETSCHED_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
 
 class _Twins:
