@@ -160,6 +160,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         self._sched = policy.sched
         self._runner: LogicalThread | None = None  # the controlled thread running the loop
         self._call_points = None  # detsched's call-point profile hook, while run_forever holds it off
+        self._looked: dict[asyncio.Task, int] = {}  # polling task -> other threads' progress when it last ran
         self._tasks: list[asyncio.Task] = []  # every task made here, in creation order
         self._agens: list[weakref.ref] = []  # async generators iterated here, in first-iteration order
         self._abandoned: list[str] = []  # async generators the garbage collector had to close
@@ -234,9 +235,9 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             raise RunAborted
         if self._failure is not None:
             sched.fail(me, self._failure)
-        note = self._let_threads_run() if len(sched.live) > 1 else None
         if self._scheduled:
             self._release_due_timers()
+        note = self._let_threads_run() if len(sched.live) > 1 else None
         ready = self._ready
         while ready and ready[0]._cancelled:
             ready.popleft()
@@ -252,6 +253,8 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             handle = self._pick(note or "")
         if sched.steps > sched.max_steps:
             self._livelock(handle)
+        if note is not None and _resumes_after_yield(handle):
+            self._looked[_task_of(handle)] = self._others_progress()
         if self._call_points is None:
             handle._run()
             return
@@ -276,16 +279,33 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         """Other controlled threads live: each step is an operation they may interleave with. Returns
         the timeline note of that decision (e.g. "preempts T1"), which the step's own row carries."""
         sched, me = self._sched, self._runner
-        # Tasks that only resume from ``await asyncio.sleep(0)`` are polling: let the threads they
-        # may be waiting for go first, as a thread calling time.sleep(0) does.
         live = [handle for handle in self._ready if not handle._cancelled]
-        me.spinning = bool(live) and all(map(_resumes_after_yield, live))
-        sched.wait(me, Op("asyncio step"))
+        if live and all(map(_resumes_after_yield, live)):
+            # Tasks that only resume from ``await asyncio.sleep(0)`` are polling: one can see
+            # something new only once another thread has taken a step since it last looked, or
+            # once the loop's next timer is due.
+            polling = [_task_of(handle) for handle in live]
+            op = Op("asyncio poll", self, lambda: self._news_for(polling),
+                    self._scheduled[0]._when if self._scheduled else None)
+        else:
+            op = Op("asyncio step")
+        sched.wait(me, op)
+        if self._scheduled:
+            self._release_due_timers()
         last = sched.trace[-1] if sched.tracing and sched.trace else None
-        if last is not None and last.tid == me.tid and last.op == "asyncio step":
+        if last is not None and last.tid == me.tid and last.op.startswith("asyncio "):
             sched.trace.pop()
-            return last.note
+            return "" if last.note == "timed out" else last.note  # a poll that waited for the timer
         return ""
+
+    def _others_progress(self) -> int:
+        """Scheduling points reached so far by the other controlled threads."""
+        return sum(thread.ops for thread in self._sched.threads if thread is not self._runner)
+
+    def _news_for(self, polling: list) -> bool:
+        """Whether another thread has taken a step since one of the ``polling`` tasks last looked."""
+        progress = self._others_progress()
+        return any(self._looked.get(task) != progress for task in polling)
 
     def _pick(self, note: str = ""):
         """Remove and return the next handle to run (the head of the ready queue is not cancelled):

@@ -5,6 +5,7 @@ import asyncio
 import functools
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -409,6 +410,30 @@ def an_event_loop_per_thread():
 
 def test_loops_in_several_threads_share_one_virtual_clock():
     assert detsched.explore(an_event_loop_per_thread, runs=50).failure is None
+
+
+async def polls_while_a_thread_sleeps():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    done = []
+
+    async def finish_after_a_second():
+        await asyncio.sleep(1)
+        done.append(loop.time() - started)
+
+    def sleep_five_seconds():
+        time.sleep(5)
+
+    sleeper = asyncio.ensure_future(asyncio.to_thread(sleep_five_seconds))
+    finisher = asyncio.create_task(finish_after_a_second())
+    while not done:
+        await asyncio.sleep(0)
+    assert done == [1], f"the one-second timer fired after {done[0]} s"
+    await asyncio.gather(sleeper, finisher)
+
+
+def test_polling_lets_time_run_to_the_loops_next_timer_not_past_it():
+    assert detsched.explore(polls_while_a_thread_sleeps, runs=50).failure is None
 
 
 def test_thread_and_task_twin_without_the_gap_passes():
