@@ -11,8 +11,8 @@ from .scheduler import TraceStep
 
 #: The kinds of failure detsched reports (``Failure.kind``).
 KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "data-race", "livelock", "blocked")
-#: Steps of the interleaving shown inside a failure report; ``detsched show`` prints them all.
-REPORT_STEPS = 40
+#: Rows of the interleaving shown inside a failure report; ``detsched show`` prints every step.
+REPORT_ROWS = 40
 #: Width of one thread's column in a timeline.
 COLUMN_WIDTH = 38
 
@@ -37,8 +37,8 @@ class Failure:
         # Schedule strings are URL-safe base64: always safe inside single quotes.
         return f"detsched replay {shlex.quote(self.target)} --schedule '{self.schedule.dumps()}'"
 
-    def timeline(self, limit: int | None = None) -> str:
-        return render_timeline(self.trace, limit)
+    def timeline(self, limit: int | None = None, *, compact: bool = False) -> str:
+        return render_timeline(self.trace, limit, compact=compact)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}\n{self.body}"
@@ -56,7 +56,7 @@ class Failure:
         if self.trace:
             preemptions = self.schedule.preemptions
             lines += ["", f"Interleaving ({preemptions} preemption{'s' * (preemptions != 1)}, "
-                          f"{len(self.trace)} steps):", self.timeline(REPORT_STEPS)]
+                          f"{len(self.trace)} steps):", self.timeline(REPORT_ROWS, compact=True)]
         return "\n".join(lines)
 
 
@@ -82,20 +82,50 @@ class Report:
                 f"replay: {f.replay_command}")
 
 
-def render_timeline(trace, limit: int | None = None) -> str:
-    """One column per thread; each row is a step with its operation and ``file:line``."""
+def render_timeline(trace, limit: int | None = None, *, compact: bool = False) -> str:
+    """One column per thread; each row is a step with its operation and ``file:line``.
+
+    ``compact`` folds what a reader takes in at a glance into one row: a function entry into the
+    operation that follows it in the same thread (``Bank.balance(): acquire...``), and an acquire
+    directly followed by the same thread's release (``acquire+release Lock(...)``). ``limit`` keeps
+    the last rows.
+    """
     if not trace:
         return "  (no steps recorded)"
     tids = sorted({s.tid for s in trace})
     names = {s.tid: s.thread for s in trace}
     column = {tid: i for i, tid in enumerate(tids)}
     header = "  step  " + "".join(f"T{tid} {names[tid]}"[:COLUMN_WIDTH - 1].ljust(COLUMN_WIDTH) for tid in tids)
-    rows = [header.rstrip(), "  " + "-" * (len(header) - 2)]
-    shown = trace if limit is None or len(trace) <= limit else trace[-limit:]
-    if len(shown) < len(trace):
-        rows.append(f"  ...   ({len(trace) - len(shown)} earlier steps; `detsched show` prints them all)")
-    for step in shown:
-        cell = step.op + (f" @{step.where}" if step.where else "") + (f" [{step.note}]" if step.note else "")
-        pad = " " * (COLUMN_WIDTH * column[step.tid])
-        rows.append(f"  {step.step:>4}  {pad}{cell}")
-    return "\n".join(rows)
+    rows = _compact_rows(trace) if compact else [(s, s.op, s.where) for s in trace]
+    shown = rows if limit is None or len(rows) <= limit else rows[-limit:]
+    lines = [header.rstrip(), "  " + "-" * (len(header) - 2)]
+    if len(shown) < len(rows):
+        lines.append(f"  ...   ({shown[0][0].step - trace[0].step} earlier steps; `detsched show` prints them all)")
+    for first, text, where in shown:
+        cell = text + (f" @{where}" if where else "") + (f" [{first.note}]" if first.note else "")
+        lines.append(f"  {first.step:>4}  {' ' * (COLUMN_WIDTH * column[first.tid])}{cell}")
+    return "\n".join(lines)
+
+
+def _compact_rows(trace) -> list[tuple[TraceStep, str, str]]:
+    """(first step, text, where) rows with function entries and acquire/release pairs folded."""
+    rows, i = [], 0
+    while i < len(trace):
+        first, prefix = trace[i], ""
+        if first.op.startswith("call ") and _continues(trace, i) and not trace[i + 1].op.startswith("call "):
+            prefix = first.op[len("call "):] + ": "
+            i += 1
+        step = trace[i]
+        text, where = step.op, step.where
+        if step.op.startswith("acquire ") and _continues(trace, i) \
+                and trace[i + 1].op == "release " + step.op[len("acquire "):]:
+            text = "acquire+release " + step.op[len("acquire "):]
+            i += 1
+        rows.append((first, prefix + text, where))
+        i += 1
+    return rows
+
+
+def _continues(trace, i: int) -> bool:
+    """Whether step i + 1 is the same thread going straight on (no switch, nothing to flag)."""
+    return i + 1 < len(trace) and trace[i + 1].tid == trace[i].tid and not trace[i + 1].note
