@@ -242,7 +242,7 @@ class Condition:
             )
         self._lock = lock
         self._waiters: list[_Waiter] = []
-        self._unheard: tuple[int, str] | None = None  # (step, thread) of the last notify nobody heard
+        self._unheard: tuple[int, LogicalThread] | None = None  # (step, notifier) of the last notify nobody heard
         self.label = label or make_label("Condition")
         self.acquire, self.release = lock.acquire, lock.release
 
@@ -313,8 +313,9 @@ class Condition:
         me = current()
         if me is not None:
             me.sched.wait(me, Op("notify" if n == 1 else "notify_all", self))
-            if not self._waiters:
-                self._unheard = (me.sched.steps, me.label)
+            # Only the latest notify counts: if a later one woke somebody, a hang is not the
+            # early notify's fault.
+            self._unheard = None if self._waiters else (me.sched.steps, me)
         self._wake(n)
 
     def _wake(self, n: int | None = None) -> None:
@@ -336,7 +337,11 @@ class Condition:
         if waiting is None or self._unheard is None or self._unheard[0] > waiting.since:
             return None
         step, by = self._unheard
-        return (f"lost wakeup: T{t.tid} waits on {self.label} forever; {by} notified it at step {step}, "
+        # A notifier now waiting on the same condition (itself included) did not send a wakeup
+        # meant for t: everyone fell asleep, a plain deadlock.
+        if any(w.thread is by for w in self._waiters):
+            return None
+        return (f"lost wakeup: T{t.tid} waits on {self.label} forever; {by.label} notified it at step {step}, "
                 f"before T{t.tid} started waiting (no thread was waiting then)")
 
     def __repr__(self) -> str:

@@ -354,3 +354,35 @@ def test_nested_exploration_is_a_usage_error():
 
     with pytest.raises(detsched.DetschedUsageError, match="another run is in progress"):
         detsched.explore(main, runs=1)
+
+
+def test_all_asleep_on_one_condition_is_a_deadlock_not_a_lost_wakeup():
+    """Producers and consumers share one Condition and notify() wakes the wrong kind of waiter."""
+    def main():
+        cond, items = threading.Condition(), []
+
+        def produce():
+            for _ in range(2):
+                with cond:
+                    while len(items) == 1:
+                        cond.wait()
+                    items.append(1)
+                    cond.notify()
+
+        def consume():
+            for _ in range(2):
+                with cond:
+                    while not items:
+                        cond.wait()
+                    items.pop()
+                    cond.notify()
+
+        ts = [threading.Thread(target=f) for f in (produce, produce, consume, consume)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    failure = detsched.explore(main, runs=500).failure
+    assert failure is not None and failure.kind == "deadlock", failure
+    assert "nothing can wake them" in failure.message
