@@ -2,33 +2,18 @@
 twin, failures replay identically, time is virtual, and the event loop policy is put back."""
 
 import asyncio
-import functools
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import detsched
 from test_determinism import REPLAY, other_interpreters, run_python
+from test_examples import EXAMPLES_DIR, found
+from test_examples import target as example
 
 EXPLORE = "import detsched; r = detsched.explore({target!r}, runs=500, seed=11); print(r.runs, r.failure.schedule.dumps())"
-
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-
-
-def example(name: str, function: str) -> str:
-    return f"{EXAMPLES_DIR / name}.py::{function}"
-
-
-@functools.cache
-def found(name: str) -> detsched.Failure:
-    """The failure exploring an example's ``main`` finds (explored once, shared by the tests)."""
-    report = detsched.explore(example(name, "main"), runs=500)
-    assert report.failure is not None, f"{name}: no failure in {report.runs} runs"
-    return report.failure
-
 
 def failure_of(target, **options) -> detsched.Failure:
     report = detsched.explore(target, **{"runs": 300, **options})
