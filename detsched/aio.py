@@ -628,8 +628,8 @@ def _lost_wakeup(task) -> str | None:
                 f"{set_step} but {_actor_label(cleared[1])} cleared it at step {cleared[0]}, before {who} saw it")
     unheard = getattr(primitive, "_ds_unheard", None)
     if isinstance(primitive, asyncio.Condition) and unheard is not None:
-        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {_actor_label(unheard[1])} notified it at step "
-                f"{unheard[0]}, before {who} started waiting (no task was waiting then)")
+        return (f"lost wakeup: {who} waits on {_label(primitive)} forever; {_actor_label(unheard[1])} notified "
+                f"it at step {unheard[0]}, before {who} started waiting (no task was waiting then)")
     return None
 
 
