@@ -223,8 +223,6 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
 
     def close(self) -> None:
         self._silence_leftovers()
-        if self._sched.failure is not None:  # the run is over: shutting the pool down would be a new step
-            self._default_executor = None
         super().close()
 
     # ------------------------------------------------------------------ one step
