@@ -90,7 +90,9 @@ def _module_patches() -> list[tuple[object, str, object]]:
         (threading, "Lock", sync.Lock), (threading, "RLock", sync.RLock),
         (threading, "Condition", sync.Condition), (threading, "Semaphore", sync.Semaphore),
         (threading, "BoundedSemaphore", sync.BoundedSemaphore), (threading, "Event", sync.Event),
-        (threading, "Barrier", sync.Barrier), (threading, "main_thread", threads.main_thread),
+        (threading, "Barrier", sync.Barrier),
+        # The stdlib's Condition makes its waiter locks with this: subclasses defined at import use it.
+        (threading, "_allocate_lock", sync.Lock), (threading, "main_thread", threads.main_thread),
         (threading, "enumerate", threads.enumerate_threads), (threading, "active_count", threads.active_count),
         (queue, "Queue", queues.Queue), (queue, "LifoQueue", queues.LifoQueue),
         (queue, "PriorityQueue", queues.PriorityQueue), (queue, "SimpleQueue", queues.SimpleQueue),
@@ -221,6 +223,11 @@ class _Twins:
                 twin._put(item)
             twin.unfinished_tasks = value.unfinished_tasks
             return twin
+        if kind is _RealThreadPoolExecutor:  # its workers would block on a real C SimpleQueue
+            twin = futures.ThreadPoolExecutor(value._max_workers, value._thread_name_prefix, value._initializer,
+                                              value._initargs)
+            twin._shutdown = value._shutdown
+            return twin
         if kind is _RealSimpleQueue:
             twin = queues.SimpleQueue(label=f"SimpleQueue({label})")
             drained = []
@@ -238,6 +245,7 @@ class _Twins:
 
 _RealCondition, _RealSemaphore, _RealBoundedSemaphore = threading.Condition, threading.Semaphore, threading.BoundedSemaphore
 _RealEvent, _RealBarrier, _RealSimpleQueue = threading.Event, threading.Barrier, queue.SimpleQueue
+_RealThreadPoolExecutor = concurrent.futures.thread.ThreadPoolExecutor
 _QUEUE_TWINS = {queue.Queue: queues.Queue, queue.LifoQueue: queues.LifoQueue, queue.PriorityQueue: queues.PriorityQueue}
 
 
@@ -270,7 +278,8 @@ class _ModuleScan:
 
 
 _TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _RealSemaphore, _RealBoundedSemaphore,
-                            _RealEvent, _RealBarrier, _RealSimpleQueue, *_QUEUE_TWINS})
+                            _RealEvent, _RealBarrier, _RealSimpleQueue, _RealThreadPoolExecutor,
+                            *_QUEUE_TWINS})
 _scans: dict[str, _ModuleScan] = {}
 _modules_seen = -1  # len(sys.modules) when the user modules were last listed
 

@@ -111,3 +111,37 @@ def test_real_functions_outside_controlled_threads():
     detsched.explore(main, runs=1)
     assert set(results) == {1_700_000_000.0}
     assert time.time() > 1_700_000_000.0 + 10**7  # outside the run: the real clock
+
+
+SUBCLASSES_AT_IMPORT = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+POOL = ThreadPoolExecutor(max_workers=2)
+
+class Signal(threading.Condition):
+    def fire(self):
+        with self:
+            self.notify_all()
+
+def main():
+    signal = Signal()
+    fired = []
+
+    def waiter():
+        with signal:
+            signal.wait_for(lambda: fired)
+
+    futures = [POOL.submit(waiter) for _ in range(2)]
+    fired.append(True)
+    signal.fire()
+    for f in futures:
+        f.result()
+"""
+
+
+def test_condition_subclass_and_module_level_pool_are_controlled(make_module):
+    module = make_module("subclasses_at_import", SUBCLASSES_AT_IMPORT)
+    report = detsched.explore(module.main, runs=50)
+    assert report.failure is None, report
+    assert type(module.POOL) is concurrent.futures.ThreadPoolExecutor  # the real pool is back
