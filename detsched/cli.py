@@ -8,7 +8,6 @@ error (bad target, bad option, corrupt or stale schedule).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

@@ -13,28 +13,9 @@ import time
 
 import pytest
 
-import detsched
+from contracts import SINGLE_THREAD_RUNS, passes, raises
 
-RUNS = 50
-#: A program with one thread has one interleaving: a single run checks it.
-SINGLE_THREAD_RUNS = 1
 QUEUE_KINDS = ["Queue", "LifoQueue", "PriorityQueue"]
-
-
-def passes(program, runs=RUNS):
-    """Explore ``program``; fail with the full report if any interleaving breaks it."""
-    report = detsched.explore(program, runs=runs)
-    assert report.failure is None, str(report)
-
-
-def raises(call, error, phrase=""):
-    """``call()`` raises ``error`` with ``phrase`` in its message (usable inside a run)."""
-    try:
-        call()
-    except error as exc:
-        assert phrase in str(exc), f"{type(exc).__name__}: {exc}"
-    else:
-        raise AssertionError(f"expected {error.__name__} {phrase}".rstrip())
 
 
 def start(target, *args):
