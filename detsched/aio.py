@@ -57,6 +57,7 @@ _PRIMITIVES = tuple(cls for cls in (asyncio.Lock, asyncio.Event, asyncio.Conditi
 _CALL_POINTS = getattr(instrument, "_on_event", None)
 
 _policy: _ControlledPolicy | None = None  # the policy of the run in progress, if any
+_patcher: Patcher | None = None  # what that run patched, until it is restored
 
 
 # --------------------------------------------------------------------------- running a target
@@ -93,10 +94,12 @@ async def _awaited(awaitable):
 def controlled():
     """For the current run: give controlled threads controlled event loops, and instrument asyncio's
     primitives so reports can say who holds and who signalled what. Restores everything on exit."""
-    global _policy
+    global _policy, _patcher
+    if _patcher is not None:  # left by a run whose main thread is still blocked outside control
+        _patcher.restore()
     me = current()
     policy = _ControlledPolicy(me.sched, asyncio.get_event_loop_policy())
-    patcher = Patcher()
+    patcher = _patcher = Patcher()
     try:
         patcher._set(asyncio.events, "_event_loop_policy", policy)
         for owner, name, value in _PATCHES:
@@ -106,8 +109,9 @@ def controlled():
         if policy.unawaited:  # dropped where no event loop's end-of-main check saw them (plain code)
             me.sched.fail(me, FailureInfo("leak", "; ".join(policy.unawaited), me.label))
     finally:
-        _policy = None
-        patcher.restore()
+        patcher.restore()  # a no-op if the next run restored it already
+        if _patcher is patcher:
+            _policy = _patcher = None
 
 
 class _ControlledPolicy(asyncio.AbstractEventLoopPolicy):

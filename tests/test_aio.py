@@ -2,6 +2,7 @@
 twin, failures replay identically, time is virtual, and the event loop policy is put back."""
 
 import asyncio
+import socket
 import sys
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 import detsched
+from detsched import scheduler
 from test_determinism import REPLAY, other_interpreters, run_python
 from test_examples import EXAMPLES_DIR, found
 from test_examples import target as example
@@ -288,6 +290,24 @@ def test_stock_policy_is_restored_after_every_run():
     detsched.explore(sleeps_for_hours, runs=3)
     failure_of(pulses_an_event)
     assert asyncio.get_event_loop_policy() is before
+
+
+def test_run_after_one_blocked_outside_control_restores_the_policy(monkeypatch):
+    monkeypatch.setattr(scheduler, "BLOCKED_AFTER", 0.2)
+    receiver, sender = socket.socketpair()
+
+    async def blocks():
+        receiver.recv(1)  # real I/O, outside detsched's control: the loop's thread blocks for real
+
+    before = asyncio.get_event_loop_policy()
+    try:
+        assert detsched.explore(blocks, runs=1).failure.kind == "blocked"
+        assert detsched.explore(sleeps_for_hours, runs=1).failure is None
+        assert asyncio.get_event_loop_policy() is before
+    finally:
+        sender.send(b"!")
+        receiver.close()
+        sender.close()
 
 
 def runs_asyncio_run_itself():
