@@ -52,8 +52,9 @@ def pytester(pytester, monkeypatch):
 
 
 def failures(result) -> list[tuple[int, str]]:
-    """(run index, schedule) of every failure in the output, in order."""
-    return [(int(run), schedule) for run, schedule in FOUND.findall(result.stdout.str())]
+    """(run index, schedule) of every failure in the output, in order. Each is counted once: with
+    CI set, pytest's short summary repeats the whole failure message."""
+    return list(dict.fromkeys((int(run), schedule) for run, schedule in FOUND.findall(result.stdout.str())))
 
 
 def test_shards_split_each_marked_test_into_items(pytester):
