@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 import traceback
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -17,10 +18,15 @@ def is_internal(filename: str) -> bool:
 
 
 def user_location(depth: int = 2) -> str:
-    """``file.py:LINE`` of the nearest caller outside detsched (basename only: stable across machines)."""
+    """``file.py:LINE`` of the nearest user frame among the callers (else the nearest outside
+    detsched); basename only, so it is the same on every machine."""
     frame = sys._getframe(depth)
     while frame is not None and is_internal(frame.f_code.co_filename):
         frame = frame.f_back
+    first_outside = frame
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        frame = frame.f_back  # prefer the user's line to the stdlib's (a pool worker's loop, Future.result)
+    frame = frame or first_outside
     if frame is None:
         return "?"
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
@@ -48,3 +54,38 @@ def innermost_user_location(frame) -> str:
     if frame is None:
         return "?"
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+#: Top-level packages whose modules are never the user's: detsched itself and the test machinery
+#: that runs around it.
+INFRASTRUCTURE = frozenset({
+    "detsched", "pytest_detsched", "pytest", "_pytest", "pluggy", "hypothesis", "_hypothesis_pytestplugin",
+    "coverage", "xdist", "execnet", "iniconfig", "packaging", "py", "_distutils_hack", "pkg_resources",
+    "setuptools", "pip", "sortedcontainers", "attr", "attrs", "exceptiongroup", "tomli", "pygments",
+    "_pytest_timeout", "pytest_timeout", "pytest_cov", "typing_extensions",
+})
+
+_STDLIB_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
+_SITE_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
+
+
+def is_user_file(path: str) -> bool:
+    """Whether code in ``path`` is the user's: not detsched, not the standard library, not a test
+    tool. Installed third-party packages count as user code (their locks are the user's locks)."""
+    if path.startswith("<"):
+        return not path.startswith("<frozen ")  # frozen stdlib modules
+    path = _realpath(path)
+    for site in _SITE_DIRS:
+        if path.startswith(site):
+            return path[len(site):].partition(os.sep)[0].partition(".")[0] not in INFRASTRUCTURE
+    return not path.startswith(_STDLIB_DIRS) and not is_internal(path)
+
+
+_realpaths: dict[str, str] = {}
+
+
+def _realpath(path: str) -> str:
+    real = _realpaths.get(path)
+    if real is None:
+        real = _realpaths[path] = os.path.realpath(path)
+    return real

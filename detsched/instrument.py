@@ -22,7 +22,7 @@ import sys
 from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR
 
 from . import frames
-from .patching import is_user_file
+from .frames import is_user_file
 from .scheduler import Op, current
 
 _SKIPPED_FLAGS = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR

@@ -21,27 +21,16 @@ import concurrent.futures.thread
 import os
 import queue
 import sys
-import sysconfig
 import threading
 import time
 
-from . import frames, futures, queues, sync, threads
+from . import futures, queues, sync, threads
+from .frames import INFRASTRUCTURE, is_user_file
 from .errors import DetschedUsageError
 from .scheduler import Op, current
 
 _MISSING = object()
 
-#: Top-level packages whose modules are never rewritten: detsched itself and the test machinery
-#: that runs around it.
-INFRASTRUCTURE = frozenset({
-    "detsched", "pytest_detsched", "pytest", "_pytest", "pluggy", "hypothesis", "_hypothesis_pytestplugin",
-    "coverage", "xdist", "execnet", "iniconfig", "packaging", "py", "_distutils_hack", "pkg_resources",
-    "setuptools", "pip", "sortedcontainers", "attr", "attrs", "exceptiongroup", "tomli", "pygments",
-    "_pytest_timeout", "pytest_timeout", "pytest_cov", "typing_extensions",
-})
-
-_STDLIB_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
-_SITE_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
 
 _REAL_LOCK_TYPE = type(_thread.allocate_lock())
 _REAL_RLOCK_TYPE = type(threading.RLock())
@@ -154,28 +143,6 @@ def _is_user_module(module) -> bool:
         return False
     path = getattr(module, "__file__", None)
     return isinstance(path, str) and is_user_file(path)
-
-
-def is_user_file(path: str) -> bool:
-    """Whether code in ``path`` is the user's: not detsched, not the standard library, not a test
-    tool. Installed third-party packages count as user code (their locks are the user's locks)."""
-    if path.startswith("<"):
-        return not path.startswith("<frozen ")  # frozen stdlib modules
-    path = _realpath(path)
-    for site in _SITE_DIRS:
-        if path.startswith(site):
-            return path[len(site):].partition(os.sep)[0].partition(".")[0] not in INFRASTRUCTURE
-    return not path.startswith(_STDLIB_DIRS) and not frames.is_internal(path)
-
-
-_realpaths: dict[str, str] = {}
-
-
-def _realpath(path: str) -> str:
-    real = _realpaths.get(path)
-    if real is None:
-        real = _realpaths[path] = os.path.realpath(path)
-    return real
 
 
 class _Twins:
