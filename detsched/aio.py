@@ -40,7 +40,7 @@ from contextlib import contextmanager
 
 from . import frames, instrument
 from .errors import DetschedUsageError, RunAborted
-from .patching import Patcher, is_user_file
+from .patching import Patcher
 from .scheduler import FailureInfo, LogicalThread, Op, Scheduler, TraceStep, current
 from .sync import make_label
 
@@ -544,7 +544,7 @@ def _location(frame) -> str:
 def _where(chain) -> str:
     """Where a task stands, as ``file.py:LINE``: the innermost frame of its await chain in the
     program's own code, else in an installed package (anyio), else wherever it is."""
-    for wanted in (_own_file, is_user_file):
+    for wanted in (_own_file, frames.is_user_file):
         for frame in reversed(chain):
             if wanted(frame.f_code.co_filename):
                 return _location(frame)
@@ -552,7 +552,7 @@ def _where(chain) -> str:
 
 
 def _own_file(filename: str) -> bool:
-    return is_user_file(filename) and not filename.startswith(_SITE_DIRS)
+    return frames.is_user_file(filename) and not filename.startswith(_SITE_DIRS)
 
 
 def _blocker(chain):
@@ -647,7 +647,7 @@ def _stacks(tasks) -> str:
 
 def _exception_info(error: BaseException, actor: str) -> FailureInfo:
     traceback_ = error.__traceback__
-    while traceback_ is not None and not is_user_file(traceback_.tb_frame.f_code.co_filename):
+    while traceback_ is not None and not frames.is_user_file(traceback_.tb_frame.f_code.co_filename):
         traceback_ = traceback_.tb_next  # where the loop re-raised it (run_until_complete) is no news
     error.__traceback__ = traceback_ or error.__traceback__
     return FailureInfo("exception", f"{type(error).__name__}: {error}".rstrip(": "), actor,
