@@ -31,7 +31,6 @@ import inspect
 import itertools
 import os
 import sys
-import sysconfig
 import threading
 import traceback
 import warnings
@@ -44,7 +43,6 @@ from .patching import Patcher
 from .scheduler import FailureInfo, LogicalThread, Op, Scheduler, TraceStep, current
 from .sync import make_label
 
-_SITE_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[kind]) + os.sep for kind in ("purelib", "platlib")})
 #: Names of the bound methods through which asyncio schedules a task's next step (the C
 #: implementation's step wrapper has no name).
 _TASK_STEPS = frozenset({"__step", "__wakeup", "task_wakeup"})
@@ -552,7 +550,7 @@ def _where(chain) -> str:
 
 
 def _own_file(filename: str) -> bool:
-    return frames.is_user_file(filename) and not filename.startswith(_SITE_DIRS)
+    return frames.is_user_file(filename) and not filename.startswith(frames._SITE_DIRS)  # installed packages
 
 
 def _blocker(chain):
