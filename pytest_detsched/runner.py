@@ -82,16 +82,25 @@ class _NothingToExplore(Exception):
     """The first run passed without starting a thread: every other run would be the same."""
 
 
+def _test_function(function):
+    """The test's own function. An async test wrapped by another plugin to run in that plugin's
+    loop (pytest-asyncio uses ``functools.wraps``) is unwrapped, so its coroutine runs in
+    detsched's controlled loop instead."""
+    inner = inspect.unwrap(function, stop=inspect.iscoroutinefunction)
+    return inner if inspect.iscoroutinefunction(inner) else function
+
+
 class ItemRunner:
     """Runs one planned item, raising pytest's outcome exceptions; ``stats`` says what it did."""
 
     def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None):
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
         arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
-        self.call = functools.partial(item.obj, **arguments)
+        function = _test_function(item.obj)
+        self.call = functools.partial(function, **arguments)
         self.target = Target(self._body, plan.test_id, plan.test_id)
         # Tasks of an async test interleave in detsched's event loop even without threads.
-        self.saw_threads = inspect.iscoroutinefunction(item.obj)
+        self.saw_threads = inspect.iscoroutinefunction(function)
         self.raised = False
         self.stats = {"test": plan.test_id, "runs": 0, "elapsed": 0.0, "strategy": plan.settings.strategy,
                       "seed": plan.seed, "kind": None, "mode": "explore"}

@@ -605,3 +605,29 @@ def test_explore_inside_a_pytest_asyncio_test(pytester):
     )
     result = pytester.runpytest_inprocess("-p", "asyncio", "-q")
     result.assert_outcomes(passed=1)
+
+
+def test_detsched_marker_on_a_pytest_asyncio_test_explores_its_tasks(pytester):
+    pytest.importorskip("pytest_asyncio")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.detsched(runs=50)
+        async def test_race():
+            hits = []
+            async def bump():
+                seen = len(hits)
+                await asyncio.sleep(0)
+                hits[seen:] = [True]
+            await asyncio.gather(bump(), bump())
+            assert len(hits) == 2
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "asyncio", "-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*detsched found a failure*", "*--detsched-replay=*"])
+
