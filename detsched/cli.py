@@ -17,7 +17,6 @@ from .errors import DetschedUsageError, ScheduleError
 from .explorer import MAX_RUNS, explore, replay_traced
 from .report import render_timeline
 from .schedule import Schedule
-from .strategies import STRATEGIES
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Seconds between progress-line updates on a terminal.
@@ -83,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run TARGET many times, each under a different interleaving, "
                                           "and stop at the first failure.")
     run.add_argument("target", metavar="TARGET", help="'file.py::function' or 'package.module:function'")
-    run.add_argument("--strategy", choices=sorted(STRATEGIES), default="pct",
-                     help="how to pick who runs next: pct (priority change points; good at rare orders) "
-                          "or random (uniform at each step). Default: pct")
+    run.add_argument("--strategy", default="pct",
+                     help="how to pick who runs next: pct (priority change points; good at rare orders), "
+                          "random (uniform at each step), or one a plugin adds. Default: pct")
     run.add_argument("--runs", type=_runs, default=1000, help="how many runs to try (default 1000)")
     run.add_argument("--seed", type=_integer, default=0,
                      help="the same seed explores the same runs on any machine (default 0; "
@@ -159,6 +158,9 @@ def _replay_inputs(args) -> tuple[str, str]:
         raise DetschedUsageError(f"cannot read schedule file {args.source!r}: {exc.strerror}") from None
     target = data.get("target")
     if not isinstance(target, str):
+        if isinstance(data.get("pytest"), str):  # written by the pytest plugin's --detsched-save-dir
+            raise ScheduleError(f"{args.source} is the schedule of the pytest test {data.get('test')!r}, "
+                                f"which needs its fixtures: replay it with\n  {data['pytest']}")
         raise ScheduleError(f"{args.source} has no \"target\"; pass the target and --schedule instead")
     return target, schedule.dumps()
 

@@ -140,7 +140,7 @@ def test_divergence_names_the_step(target, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--runs", "-3"], ["--runs", "0"], ["--depth", "0"], ["--depth", "1000"],
-                                  ["--runs", "many"], ["--strategy", "dfs"], ["--max-steps", "0"]])
+                                  ["--runs", "many"], ["--max-steps", "0"]])
 def test_bad_options_exit_two(target, args):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", f"{target}::main", *args])
@@ -151,3 +151,19 @@ def test_python_dash_m_and_help():
     out = subprocess.run([sys.executable, "-m", "detsched", "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "--strategy" in out.stdout and "pct" in out.stdout and "--save" in out.stdout
+
+
+def test_unknown_strategy_lists_the_known_ones(target, capsys):
+    assert main(["run", f"{target}::main", "--strategy", "dfs"]) == 2
+    assert "unknown strategy 'dfs'; choose one of: pct, random" in capsys.readouterr().err
+
+
+def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, capsys):
+    from detsched import Schedule
+
+    saved = tmp_path / "test_x.detsched.json"
+    command = "pytest 'test_x.py::test_y' --detsched-replay='ds1:...'"
+    saved.write_text(Schedule(1, "pct", 0, 0, 1).to_json(test="test_x.py::test_y", pytest=command))
+    assert main(["replay", str(saved)]) == 2
+    assert command in capsys.readouterr().err
+
