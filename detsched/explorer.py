@@ -13,7 +13,7 @@ from .clock import real_monotonic
 from .errors import DetschedUsageError, ReplayDiverged, ScheduleError
 from .patching import Patcher
 from .report import Failure, Report
-from .schedule import Schedule, fingerprint
+from .schedule import Points, Schedule, fingerprint
 from .scheduler import FailureInfo, RunResult, Scheduler
 from .shrink import Outcome, shrink
 from .strategies import PositionReplay, Replay, make_strategy
@@ -48,7 +48,7 @@ def seed_from_environment(seed: int) -> int:
 
 
 def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False,
-             preempt_calls: bool = True, verify: dict[int, int] | None = None) -> RunResult:
+             points: Points = Points(), verify: dict[int, int] | None = None) -> RunResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
     if not _one_run_at_a_time.acquire(blocking=False):
         raise DetschedUsageError(
@@ -56,18 +56,18 @@ def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracin
             "target, or from another thread); runs patch the standard library and cannot overlap"
         )
     try:
-        return _run_once(target, strategy, run_index, max_steps, tracing, preempt_calls, verify)
+        return _run_once(target, strategy, run_index, max_steps, tracing, points, verify)
     finally:
         _one_run_at_a_time.release()
 
 
-def _run_once(target, strategy, run_index, max_steps, tracing, preempt_calls, verify) -> RunResult:
+def _run_once(target, strategy, run_index, max_steps, tracing, points, verify) -> RunResult:
     strategy.new_execution(run_index)
     sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
-                      thread_setup=instrument.enter_thread if preempt_calls else lambda: None)
-    patcher = Patcher()
+                      thread_setup=instrument.enter_thread if points.calls else lambda: None)
+    patcher = Patcher(rewrite_stores=points.writes)
     patcher.install()
-    if preempt_calls:
+    if points.calls:
         instrument.activate()
     try:
         main_thread = threads.make_main_thread()
@@ -91,33 +91,37 @@ def _call(target: Target) -> None:
 
 def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,
             max_steps: int = 100_000, first_run: int = 0, preempt_calls: bool = True,
-            progress: Callable[[int], None] | None = None) -> Report:
+            preempt_writes: bool = True, progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
     depends only on the seed and ``i``, so ``first_run`` lets shards explore disjoint slices
     (runs ``first_run .. first_run + runs - 1``) of one exploration. With ``preempt_calls`` (the
     default), entering a user-defined function is a scheduling point, as it is a switch point for
-    CPython's GIL; without it, threads switch only at synchronisation operations.
+    CPython's GIL. With ``preempt_writes`` (the default), storing to an attribute, an item or a
+    global in user code is one too, as free-threaded CPython can switch anywhere: read-modify-write
+    races are explored even with no call in their window. Without both, threads switch only at
+    synchronisation operations.
     """
     _check_options(runs, depth, max_steps)
     resolved = resolve(target)
     seed = seed_from_environment(seed)
+    points = Points(preempt_calls, preempt_writes)
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
 
     def found(result: RunResult, index: int) -> Report:
-        origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), preempt_calls)
+        origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), points)
         failure = _explain(resolved, _recorded(origin, result), tuple(result.positions), result.failure, max_steps)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
-    warm_up = _warm_up(resolved, max_steps, preempt_calls)
+    warm_up = _warm_up(resolved, max_steps, points)
     if warm_up.failure is not None:  # a real run, so its failure is reported like any other
         return found(warm_up, first_run)
     if hasattr(chooser, "calibrate"):
         chooser.calibrate(warm_up.choice_points)
     for index in range(first_run, first_run + runs):
-        result = run_once(resolved, chooser, index, max_steps, preempt_calls=preempt_calls)
+        result = run_once(resolved, chooser, index, max_steps, points=points)
         if progress is not None:
             progress(index + 1 - first_run)
         if result.failure is not None:
@@ -125,12 +129,12 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
-def _warm_up(target: Target, max_steps: int, preempt_calls: bool) -> RunResult:
+def _warm_up(target: Target, max_steps: int, points: Points) -> RunResult:
     """One run under the default policy before exploring or replaying. Code that initialises
     something once per process (a lazily made lock, a cache, an import inside a function) does so
     here, so every explored run and every replay -- even in a fresh process -- starts from the same
     state and takes the same path. Its length is also PCT's estimate of k."""
-    return run_once(target, PositionReplay(()), 0, max_steps, preempt_calls=preempt_calls)
+    return run_once(target, PositionReplay(()), 0, max_steps, points=points)
 
 
 def _recorded(origin: Schedule, result: RunResult) -> Schedule:
@@ -147,12 +151,12 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
     """Shrink the failing schedule, then replay it with tracing to build the report."""
     if found.kind not in _NOT_SHRUNK:
         def attempt(candidate):
-            result = run_once(target, PositionReplay(candidate), 0, max_steps, preempt_calls=schedule.preempt_calls)
+            result = run_once(target, PositionReplay(candidate), 0, max_steps, points=schedule.points)
             failed = result.failure is not None and _same_failure(result.failure, found)
             return Outcome(failed, tuple(result.positions), result.choice_points, tuple(result.choices))
 
         positions = shrink(positions, schedule.steps, attempt)
-        shrunk = run_once(target, PositionReplay(positions), 0, max_steps, preempt_calls=schedule.preempt_calls)
+        shrunk = run_once(target, PositionReplay(positions), 0, max_steps, points=schedule.points)
         schedule = _recorded(schedule, shrunk)
     if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
         return _failure(found, schedule, target, (), ())
@@ -196,7 +200,7 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
-    _warm_up(resolved, max_steps, recorded.preempt_calls)
+    _warm_up(resolved, max_steps, recorded.points)
     result = _replay_run(resolved, recorded, max_steps)
     diverged = result.choice_points != recorded.steps or (recorded.path and result.path != recorded.path)
     if result.failure is None:
@@ -212,5 +216,5 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
 
 
 def _replay_run(target: Target, schedule: Schedule, max_steps: int) -> RunResult:
-    return run_once(target, Replay(schedule), 0, max_steps, tracing=True, preempt_calls=schedule.preempt_calls,
+    return run_once(target, Replay(schedule), 0, max_steps, tracing=True, points=schedule.points,
                     verify=schedule.verify)

@@ -32,7 +32,7 @@ from .errors import DetschedUsageError
 from .explorer import _recorded, _warm_up, replay, run_once
 from .hooks import format_failure
 from .report import KINDS
-from .schedule import Schedule, default_task, fingerprint
+from .schedule import Points, Schedule, default_task, fingerprint
 from .scheduler import FailureInfo
 from .targets import Target, resolve
 
@@ -105,7 +105,7 @@ class DrawnSchedule:
         ran = "" if self.schedule is None else f", ran as {self.schedule.dumps()!r}"
         return f"DrawnSchedule(deviations={list(self.deviations)!r}{ran})"
 
-    def run(self, target, *, max_steps: int = 100_000, preempt_calls: bool = True) -> None:
+    def run(self, target, *, max_steps: int = 100_000, points: Points = Points()) -> None:
         """Run ``target`` (a callable taking no arguments, or a ``detsched`` target string) once
         under this schedule. Raises an ``InterleavingFailure`` subclass if the run fails."""
         if self.schedule is not None:
@@ -113,10 +113,10 @@ class DrawnSchedule:
                                      "for a second run")
         resolved = resolve(target)
         if resolved.name not in _warmed_up:
-            _warm_up(resolved, max_steps, preempt_calls)
+            _warm_up(resolved, max_steps, points)
             _warmed_up.add(resolved.name)
-        result = run_once(resolved, PlannedDeviations(self.deviations), 0, max_steps, preempt_calls=preempt_calls)
-        origin = Schedule(fingerprint(resolved.name), PlannedDeviations.name, 0, 0, 0, (), preempt_calls)
+        result = run_once(resolved, PlannedDeviations(self.deviations), 0, max_steps, points=points)
+        origin = Schedule(fingerprint(resolved.name), PlannedDeviations.name, 0, 0, 0, (), points)
         self.schedule = _recorded(origin, result)
         if result.failure is not None:
             raise self._failure(resolved, result.failure, max_steps)

@@ -23,8 +23,9 @@ import queue
 import sys
 import threading
 import time
+import types
 
-from . import futures, queues, sync, threads
+from . import futures, queues, rewrite, sync, threads
 from .frames import INFRASTRUCTURE, is_user_file
 from .errors import DetschedUsageError
 from .scheduler import Op, current
@@ -220,11 +221,12 @@ class _ModuleScan:
     """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
     module's namespace changes size."""
 
-    __slots__ = ("module", "size", "hits")
+    __slots__ = ("module", "size", "hits", "_rewritten")
 
     def __init__(self, module):
         self.module = module
         self.size = len(module.__dict__)
+        self._rewritten: list[tuple[types.FunctionType, types.CodeType]] | None = None
         self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
         namespace, prefix = module.__dict__, module.__name__
         for name, value in list(namespace.items()):
@@ -236,12 +238,61 @@ class _ModuleScan:
                 for attr, member in list(vars(value).items()):
                     self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
 
+    def rewritten(self) -> list[tuple[types.FunctionType, types.CodeType]]:
+        """(function, code with store points) for every function defined in the module (made once)."""
+        if self._rewritten is None:
+            self._rewritten = _rewrite_functions(self.module)
+        return self._rewritten
+
     def _collect(self, owner, name: str, value, label: str) -> None:
         if name.startswith("__") and name.endswith("__"):
             return
         bound = _REAL_TWINS.get(id(value))
         if (bound is not None and bound[0] is value) or type(value) in _TWINNED_TYPES:
             self.hits.append((owner, name, value, label))
+
+
+def _rewrite_functions(module) -> list[tuple[types.FunctionType, types.CodeType]]:
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            source = handle.read()
+        loader = getattr(getattr(module, "__spec__", None), "loader", None)
+        compiled = rewrite.code_objects(rewrite.rewrite_module(source, path, loader))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []  # source gone or unreadable: the module runs as it is
+    pairs, seen = [], set()
+    for function in _functions_of(module, path):
+        code = function.__code__
+        new_code = compiled.get((code.co_name, code.co_firstlineno))
+        if id(function) not in seen and new_code is not None and new_code.co_freevars == code.co_freevars:
+            seen.add(id(function))
+            pairs.append((function, new_code))
+    return pairs
+
+
+def _functions_of(module, path: str):
+    """Functions defined in ``path`` reachable from the module: globals, class members (methods,
+    static and class methods, properties, nested classes) and what decorators wrapped."""
+    pending = list(vars(module).values())
+    classes_seen = set()
+    while pending:
+        value = pending.pop()
+        if isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, property):
+            pending.extend(f for f in (value.fget, value.fset, value.fdel) if f is not None)
+        elif isinstance(value, type) and value.__module__ == module.__name__ and id(value) not in classes_seen:
+            classes_seen.add(id(value))
+            pending.extend(vars(value).values())
+        elif isinstance(value, types.FunctionType):
+            wrapped = getattr(value, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+            if value.__code__.co_filename == path:
+                yield value
 
 
 _TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _RealSemaphore, _RealBoundedSemaphore,
@@ -262,8 +313,14 @@ def _user_module_scans() -> list[_ModuleScan]:
         for name in [n for n in _scans if sys.modules.get(n) is not _scans[n].module]:
             del _scans[name]
     for name, scan in list(_scans.items()):
-        if len(scan.module.__dict__) != scan.size:
-            _scans[name] = _ModuleScan(scan.module)
+        module = sys.modules.get(name)
+        if module is not scan.module:  # replaced under the same name (a target file loaded again)
+            if module is None or not _is_user_module(module):
+                del _scans[name]
+            else:
+                _scans[name] = _ModuleScan(module)
+        elif len(module.__dict__) != scan.size:
+            _scans[name] = _ModuleScan(module)
     return list(_scans.values())
 
 
@@ -276,8 +333,9 @@ def _current(owner, name: str):
 class Patcher:
     """Installs the controlled world for one run; ``restore`` puts every replaced value back."""
 
-    def __init__(self):
+    def __init__(self, *, rewrite_stores: bool = True):
         self._saved: list[tuple[object, str, object]] = []
+        self._rewrite_stores = rewrite_stores
 
     def _set(self, owner, name: str, value) -> None:
         if isinstance(owner, dict):
@@ -302,6 +360,12 @@ class Patcher:
     def _swap_user_modules(self) -> None:
         twins = _Twins()
         for scan in _user_module_scans():
+            if self._rewrite_stores:
+                rewritten = scan.rewritten()
+                if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
+                    scan.module.__dict__[rewrite.POINT] = rewrite.store_point
+                for function, code in rewritten:
+                    self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:
                 if _current(owner, name) is not real:
                     scan.size = -1  # rebound since the scan: look again next run

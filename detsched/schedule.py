@@ -8,7 +8,7 @@ deviate from it, as ``(step, value)`` pairs. A two-thread lost update is one or 
 String layout (``ds1:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
-    varint  flags (bit 0: user function calls were not scheduling points)
+    varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores)
     varint  seed (zig-zag), run_index, steps, len(deviations)
     varint  for each deviation: step delta from the previous deviation, value, path check
     4 bytes path checksum of the whole run (big-endian)
@@ -45,6 +45,14 @@ def default_task(runnable, current):
 
 
 @dataclass(frozen=True)
+class Points:
+    """Which operations of user code, besides synchronisation, are scheduling points."""
+
+    calls: bool = True  # entering a user-defined function (where the GIL switches threads)
+    writes: bool = True  # storing to an attribute, an item or a global (where free threading races)
+
+
+@dataclass(frozen=True)
 class Schedule:
     """The decisions of one run that deviate from the default policy, plus where they came from."""
 
@@ -55,7 +63,7 @@ class Schedule:
     steps: int  # number of decisions the recorded run made; replay checks it
     # Invariant: steps strictly increase, and every step < self.steps
     deviations: tuple[tuple[int, int], ...] = field(default=())
-    preempt_calls: bool = True  # were user function calls scheduling points? Replay must match.
+    points: Points = field(default_factory=lambda: Points())  # replay must use the same points
     checks: tuple[int, ...] = ()  # 16-bit checksum of the path before each deviation
     path: int = 0  # 32-bit checksum of the whole run's path
 
@@ -80,7 +88,7 @@ class Schedule:
         name = self.strategy.encode("ascii")
         _put_varint(out, len(name))
         out += name
-        _put_varint(out, 0 if self.preempt_calls else 1)
+        _put_varint(out, (not self.points.calls) | (not self.points.writes) << 1)
         for number in (_zigzag(self.seed), self.run_index, self.steps, len(self.deviations)):
             _put_varint(out, number)
         previous = 0
@@ -127,7 +135,7 @@ class Schedule:
             raise ScheduleError("corrupt schedule: payload ends early") from None
         path = int.from_bytes(raw[-12:-8], "big")
         target = int.from_bytes(raw[-8:-4], "big")
-        return cls(target, strategy, seed, run_index, steps, tuple(deviations), not flags & 1, tuple(checks), path)
+        return cls(target, strategy, seed, run_index, steps, tuple(deviations), Points(not flags & 1, not flags & 2), tuple(checks), path)
 
     def to_json(self, **extra) -> str:
         return json.dumps({"schedule": self.dumps(), **extra}, indent=2)

@@ -131,8 +131,8 @@ def test_divergence_names_the_step(target, tmp_path, capsys):
     main(["run", f"{target}::main"])
     schedule = replay_line(capsys.readouterr().out).group(2)
     changed = tmp_path / "buggy.py"
-    changed.write_text(BUGGY.replace('    with lock:\n        account["balance"] = balance + 10',
-                                     '    account["balance"] = balance + 10'))
+    changed.write_text(BUGGY.replace("def transfer(account, lock):\n",
+                                     "def transfer(account, lock):\n    with lock:\n        pass\n"))
     for name in [n for n in sys.modules if n == "buggy"]:
         del sys.modules[name]
     assert main(["replay", f"{changed}::main", "--schedule", schedule]) == 2

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from detsched import Schedule, ScheduleError
+from detsched.schedule import Points
 from detsched.schedule import fingerprint
 
 
@@ -15,7 +16,7 @@ def schedules(draw):
     checks = tuple(draw(st.integers(0, 0xFFFF)) for _ in deviations)
     return Schedule(draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from(["pct", "random", "hypothesis"])),
                     draw(st.integers(-(2**70), 2**70)), draw(st.integers(0, 10**9)), steps, deviations,
-                    draw(st.booleans()), checks, draw(st.integers(0, 2**32 - 1)))
+                    Points(draw(st.booleans()), draw(st.booleans())), checks, draw(st.integers(0, 2**32 - 1)))
 
 
 @given(schedules())
@@ -30,12 +31,12 @@ def test_json_round_trip(schedule):
 
 
 def test_strings_are_short():
-    schedule = Schedule(fingerprint("bank:main"), "pct", 0, 6, 30, ((4, 2),), True, (51234,), 2**32 - 1)
+    schedule = Schedule(fingerprint("bank:main"), "pct", 0, 6, 30, ((4, 2),), Points(), (51234,), 2**32 - 1)
     assert len(schedule.dumps()) < 45 and schedule.dumps().startswith("ds1:")
 
 
 def test_quotes_and_whitespace_from_copy_paste_are_accepted():
-    schedule = Schedule(1, "pct", 0, 0, 3, ((1, 1),), True, (7,), 99)
+    schedule = Schedule(1, "pct", 0, 0, 3, ((1, 1),), Points(), (7,), 99)
     assert Schedule.loads(f"  '{schedule.dumps()}'\n") == schedule
 
 

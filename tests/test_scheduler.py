@@ -322,7 +322,7 @@ def test_function_calls_are_switch_points_unless_disabled():
         assert c.value == 2
 
     assert detsched.explore(main, runs=200).failure.kind == "exception"
-    assert detsched.explore(main, runs=200, preempt_calls=False).failure is None
+    assert detsched.explore(main, runs=200, preempt_calls=False, preempt_writes=False).failure is None
 
 
 def test_names_and_labels_are_deterministic_across_runs():

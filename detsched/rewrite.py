@@ -1,0 +1,164 @@
+"""Instrumentation of shared-state writes: rewrite user functions so that every store to an
+attribute, an item or a global is preceded by a scheduling point.
+
+Free-threaded CPython can switch threads anywhere, and even with the GIL a read-modify-write such as
+``x = self.balance`` ... ``self.balance = x - amount`` loses updates when a thread switch falls in
+between. Scheduling points at stores make every such window explorable: the read happens in one
+step, the write in a later one, and other threads can run in between. A statement that reads and
+writes in one go (``self.count += 1``, ``self.total = self.total + n``) is split so that the value is
+computed first and stored after the point.
+
+Functions keep their file and line numbers (tracebacks, coverage and locations are unchanged); the
+rewritten code objects are swapped into the functions of user modules for the duration of a run and
+the originals put back afterwards, so modules imported before detsched are covered too. Generated
+names start with ``@ds_``, which no user name can collide with.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+
+from .scheduler import Op, current
+
+POINT = "@ds_point"
+_TEMP = "@ds_value"
+
+
+def store_point(description: str) -> None:
+    """The scheduling point rewritten code runs before a store (a no-op outside a run)."""
+    me = current()
+    if me is not None:
+        me.sched.wait(me, Op(description))
+
+
+def _shared(target: ast.expr, shared_names: set[str]) -> bool:
+    if isinstance(target, (ast.Attribute, ast.Subscript)):
+        return True
+    if isinstance(target, ast.Name):
+        return target.id in shared_names
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return any(_shared(element, shared_names) for element in target.elts)
+    if isinstance(target, ast.Starred):
+        return _shared(target.value, shared_names)
+    return False
+
+
+def _point(node: ast.stmt, target: ast.expr) -> ast.stmt:
+    text = ast.unparse(target)
+    call = ast.Expr(ast.Call(ast.Name(POINT, ast.Load()), [ast.Constant(f"store {text[:60]}")], []))
+    return ast.copy_location(call, node)
+
+
+class _StoreRewriter(ast.NodeTransformer):
+    """Rewrites the statements of function bodies; module and class bodies run at import only."""
+
+    def __init__(self):
+        self.shared_names: list[set[str]] = [set()]
+
+    def _function(self, node):
+        declared = {name for stmt in ast.walk(node) if isinstance(stmt, (ast.Global, ast.Nonlocal))
+                    for name in stmt.names}
+        self.shared_names.append(declared)
+        node.body = self._statements(node.body)
+        self.shared_names.pop()
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def visit_ClassDef(self, node):
+        self.generic_visit(node)
+        return node
+
+    def _statements(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for stmt in body:
+            out.extend(self._statement(stmt))
+        return out
+
+    def _statement(self, stmt: ast.stmt) -> list[ast.stmt]:
+        shared = self.shared_names[-1]
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(stmt, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(stmt, field, self._statements(block))
+        if isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+            for handler in stmt.handlers:
+                handler.body = self._statements(handler.body)
+        if type(stmt).__name__ == "Match":
+            for case in stmt.cases:
+                case.body = self._statements(case.body)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return [self.visit(stmt)]
+        if isinstance(stmt, ast.Assign) and any(_shared(t, shared) for t in stmt.targets):
+            return self._split(stmt, stmt.value, lambda value: ast.Assign(stmt.targets, value), stmt.targets[0])
+        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None and _shared(stmt.target, shared):
+            return self._split(stmt, stmt.value, lambda value: ast.Assign([stmt.target], value), stmt.target)
+        if isinstance(stmt, ast.AugAssign) and _shared(stmt.target, shared):
+            return self._split_augmented(stmt)
+        if isinstance(stmt, ast.Delete) and any(_shared(t, shared) for t in stmt.targets):
+            return [_point(stmt, stmt.targets[0]), stmt]
+        return [stmt]
+
+    def _split(self, stmt, value, make_store, target) -> list[ast.stmt]:
+        """``target = value`` becomes: compute value; scheduling point; store."""
+        compute = ast.copy_location(ast.Assign([ast.Name(_TEMP, ast.Store())], value), stmt)
+        store = ast.copy_location(make_store(ast.Name(_TEMP, ast.Load())), stmt)
+        return [compute, _point(stmt, target), store]
+
+    def _split_augmented(self, stmt: ast.AugAssign) -> list[ast.stmt]:
+        """``a.b += v`` becomes: o = a; t = o.b; t += v; point; o.b = t (``a`` evaluated once)."""
+        target = stmt.target
+        before: list[ast.stmt] = []
+
+        def hold(name: str, expr: ast.expr) -> ast.Name:
+            before.append(ast.copy_location(ast.Assign([ast.Name(name, ast.Store())], expr), stmt))
+            return ast.Name(name, ast.Load())
+
+        if isinstance(target, ast.Attribute):
+            owner = hold("@ds_owner", target.value)
+            load = ast.Attribute(owner, target.attr, ast.Load())
+            store = ast.Attribute(owner, target.attr, ast.Store())
+        elif isinstance(target, ast.Subscript):
+            owner = hold("@ds_owner", target.value)
+            key = hold("@ds_key", target.slice)
+            load = ast.Subscript(owner, key, ast.Load())
+            store = ast.Subscript(owner, key, ast.Store())
+        else:  # a global or nonlocal name
+            load, store = ast.Name(target.id, ast.Load()), ast.Name(target.id, ast.Store())
+        steps = before + [
+            ast.Assign([ast.Name(_TEMP, ast.Store())], load),
+            ast.AugAssign(ast.Name(_TEMP, ast.Store()), stmt.op, stmt.value),
+            _point(stmt, target),
+            ast.Assign([store], ast.Name(_TEMP, ast.Load())),
+        ]
+        return [ast.copy_location(s, stmt) for s in steps]
+
+
+def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:
+    """Compile ``source`` with store points in every function. A module pytest loaded with its
+    assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
+    tree = ast.parse(source, filename)
+    if type(loader).__module__ == "_pytest.assertion.rewrite":
+        from _pytest.assertion.rewrite import rewrite_asserts
+
+        rewrite_asserts(tree, source.encode(), filename, getattr(loader, "config", None))
+    tree = _StoreRewriter().visit(tree)
+    ast.fix_missing_locations(tree)
+    for node in ast.walk(tree):  # nodes pytest made can end before they start once ours are added
+        if getattr(node, "end_lineno", None) is not None and node.end_lineno < node.lineno:
+            node.end_lineno, node.end_col_offset = node.lineno, node.col_offset
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def code_objects(code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
+    """Every function code object inside ``code``, keyed by (name, first line)."""
+    found: dict[tuple[str, int], types.CodeType] = {}
+    stack = [code]
+    while stack:
+        current_code = stack.pop()
+        for const in current_code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.setdefault((const.co_name, const.co_firstlineno), const)
+                stack.append(const)
+    return found

@@ -1,0 +1,128 @@
+"""Store points: rewritten user functions behave exactly as before, and read-modify-write races
+with no call and no lock in their window are found."""
+
+import threading
+
+import detsched
+from detsched import rewrite
+from detsched.rewrite import code_objects, rewrite_module
+
+COUNTER = 0
+
+
+class Account:
+    def __init__(self):
+        self.balance = 100
+        self.history = []
+
+    def withdraw(self, amount):
+        self.balance -= amount  # load, subtract, store: one statement, two steps
+        self.history += [amount]
+
+
+def plain_lost_update():
+    account = Account()
+    workers = [threading.Thread(target=account.withdraw, args=(10,)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert account.balance == 80, f"balance is {account.balance}"
+
+
+def bump_global():
+    global COUNTER
+    COUNTER += 1
+
+
+def global_lost_update():
+    global COUNTER
+    COUNTER = 0
+    workers = [threading.Thread(target=bump_global) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert COUNTER == 2, f"COUNTER is {COUNTER}"
+
+
+def test_augmented_attribute_store_race_is_found():
+    failure = detsched.explore(plain_lost_update, runs=100).failure
+    assert failure.kind == "exception" and "balance is 90" in failure.message
+    assert "store self.balance" in failure.timeline()
+    assert failure.schedule.preemptions == 1
+
+
+def test_global_store_race_is_found():
+    assert "COUNTER is 1" in detsched.explore(global_lost_update, runs=100).failure.message
+
+
+def test_without_store_points_the_window_is_atomic():
+    assert detsched.explore(plain_lost_update, runs=100, preempt_writes=False).failure is None
+
+
+def test_functions_get_their_code_back_after_the_run():
+    before = Account.withdraw.__code__
+    detsched.explore(plain_lost_update, runs=3)
+    assert Account.withdraw.__code__ is before
+
+
+def run_rewritten(source, name, *args):
+    namespace = {rewrite.POINT: rewrite.store_point}
+    exec(rewrite_module(source, "<rewritten>"), namespace)
+    return namespace[name](*args)
+
+
+def test_augmented_item_store_evaluates_target_once():
+    source = '''
+def f():
+    calls = []
+    data = {"k": [1]}
+    def key():
+        calls.append(1)
+        return "k"
+    data[key()] += [2]
+    return data, len(calls)
+'''
+    assert run_rewritten(source, "f") == ({"k": [1, 2]}, 1)
+
+
+def test_in_place_operators_keep_their_meaning():
+    source = '''
+class Box:
+    pass
+def f():
+    box = Box()
+    box.items = shared = [1]
+    box.items += [2]          # list.__iadd__: the same list grows
+    return shared, box.items is shared
+'''
+    assert run_rewritten(source, "f") == ([1, 2], True)
+
+
+def test_nonlocal_tuple_and_annotated_stores():
+    source = '''
+def f():
+    total = 0
+    pair = [0, 0]
+    def add(n):
+        nonlocal total
+        total += n
+    add(3)
+    pair[0], pair[1] = 4, 5
+    class C:
+        pass
+    c = C()
+    c.x: int = 6
+    del pair[1]
+    return total, pair, c.x
+'''
+    assert run_rewritten(source, "f") == (3, [4], 6)
+
+
+def test_line_numbers_are_kept():
+    source = "def f(obj):\n    obj.x = 1\n    obj.y = 2\n    return 1 / 0\n"
+    code = code_objects(rewrite_module(source, "<rewritten>"))[("f", 1)]
+    assert {line for _, _, line in code.co_lines() if line} == {1, 2, 3, 4}
+
+
