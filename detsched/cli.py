@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-preempt-calls", dest="preempt_calls", action="store_false",
                      help="switch threads only at synchronisation operations, not also when user "
                           "code calls a function")
+    run.add_argument("--no-preempt-writes", dest="preempt_writes", action="store_false",
+                     help="do not make stores to attributes, items and globals in user code "
+                          "scheduling points (races then need a call or a lock in their window, as under the GIL)")
     run.add_argument("--save", metavar="FILE", help="write the failing schedule to FILE as JSON")
 
     for name, summary in (("replay", "reproduce a failure from its schedule"),
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     progress = _Progress(args.runs) if sys.stderr.isatty() else None
     report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
-                     max_steps=args.max_steps, preempt_calls=args.preempt_calls, progress=progress)
+                     max_steps=args.max_steps, preempt_calls=args.preempt_calls,
+                     preempt_writes=args.preempt_writes, progress=progress)
     if progress is not None:
         progress.clear()
     print(f"explored {report.runs} run{'s' * (report.runs != 1)} in {report.elapsed:.2f}s "
