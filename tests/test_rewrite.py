@@ -123,6 +123,7 @@ def f():
 def test_line_numbers_are_kept():
     source = "def f(obj):\n    obj.x = 1\n    obj.y = 2\n    return 1 / 0\n"
     code = code_objects(rewrite_module(source, "<rewritten>"))[("f", 1)]
-    assert {line for _, _, line in code.co_lines() if line} == {1, 2, 3, 4}
+    lines = {line for _, _, line in code.co_lines() if line}
+    assert {2, 3, 4} <= lines <= {1, 2, 3, 4}  # the def line is listed from 3.11 on
 
 
