@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import detsched  # noqa: E402
 from detsched import clock  # noqa: E402  (clock.real_monotonic: the real clock, even inside a run)
 from detsched.explorer import run_once  # noqa: E402
+from detsched.schedule import Points  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
 from detsched.targets import resolve  # noqa: E402
 
@@ -81,7 +82,7 @@ def time_controlled(round_trips: int, repeat: int, preempt_calls: bool) -> tuple
     for _ in range(repeat):
         target = resolve(lambda: ping_pong(round_trips, timing))
         result = run_once(target, PositionReplay(()), 0, max_steps=100 * round_trips + 1000,
-                          preempt_calls=preempt_calls)
+                          points=Points(calls=preempt_calls))
         if result.failure is not None:
             raise SystemExit(f"the ping-pong failed under detsched: {result.failure.message}")
         steps = result.steps

@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detsched  # noqa: E402
 from detsched.explorer import run_once  # noqa: E402
+from detsched.schedule import Points  # noqa: E402
 from detsched.patching import Patcher  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
 from detsched.targets import resolve  # noqa: E402
@@ -109,7 +110,7 @@ def seconds_per_run(function, count: int, repeat: int, preempt_calls: bool) -> t
     target = resolve(function)
 
     def run():
-        return run_once(target, PositionReplay(()), 0, 100_000, preempt_calls=preempt_calls)
+        return run_once(target, PositionReplay(()), 0, 100_000, points=Points(calls=preempt_calls))
 
     return best_mean(run, count, repeat), run().steps
 
