@@ -75,6 +75,15 @@ def timed_wait(me: LogicalThread, kind: str, resource, ready, timeout: float | N
     return False
 
 
+def _after_release(primitive) -> None:
+    """The scheduling point of a release comes right after its effect: CPython switches threads
+    when a release returns (the end of a C call), so code that reads shared state just after
+    leaving a lock is explored, and waiting threads may take the lock before the releaser goes on."""
+    me = current()
+    if me is not None:
+        me.sched.wait(me, Op("release", primitive))
+
+
 def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
     """The argument checks of ``Lock.acquire`` and ``RLock.acquire``, with the stdlib's errors."""
     if not blocking and timeout != -1:
@@ -124,10 +133,8 @@ class Lock:
     def release(self) -> None:
         if not self._locked:
             raise RuntimeError("release unlocked lock")
-        me = current()
-        if me is not None:
-            me.sched.wait(me, Op("release", self))
         self._locked, self._owner = False, None
+        _after_release(self)
 
     def locked(self) -> bool:
         me = current()
@@ -182,11 +189,10 @@ class RLock:
         me = current() or _outside_owner()
         if self._count == 0 or self._owner is not me:
             raise RuntimeError("cannot release un-acquired lock")
-        if self._count == 1 and me.sched is not None:
-            me.sched.wait(me, Op("release", self))
         self._count -= 1
         if self._count == 0:
             self._owner = None
+            _after_release(self)
 
     def _is_owned(self) -> bool:
         return self._count > 0 and self._owner is (current() or _outside_owner())
@@ -389,10 +395,8 @@ class Semaphore:
         if n < 1:
             raise ValueError("n must be one or more")
         self._check_release(n)
-        me = current()
-        if me is not None:
-            me.sched.wait(me, Op("release", self))
         self._value += n
+        _after_release(self)
 
     def _check_release(self, n: int) -> None:
         pass

@@ -386,3 +386,41 @@ def test_all_asleep_on_one_condition_is_a_deadlock_not_a_lost_wakeup():
     failure = detsched.explore(main, runs=500).failure
     assert failure is not None and failure.kind == "deadlock", failure
     assert "nothing can wake them" in failure.message
+
+
+def test_reading_shared_state_right_after_a_release_is_explored():
+    """A reader-writer lock that checks its reader count after leaving the lock (no call, no store
+    in between): CPython can switch when the release returns, so the window is real."""
+    class ReadWriteLock:
+        def __init__(self):
+            self.readers = 0
+            self.counter_lock = threading.Lock()
+            self.write_lock = threading.Lock()
+
+        def acquire_read(self):
+            with self.counter_lock:
+                self.readers += 1
+            if self.readers == 1:
+                self.write_lock.acquire()
+
+        def release_read(self):
+            with self.counter_lock:
+                self.readers -= 1
+            if self.readers == 0:
+                self.write_lock.release()
+
+    def main():
+        rw = ReadWriteLock()
+
+        def reader():
+            rw.acquire_read()
+            rw.release_read()
+
+        ts = [threading.Thread(target=reader) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    failure = detsched.explore(main, runs=500).failure
+    assert failure is not None and failure.kind in ("deadlock", "exception"), failure
