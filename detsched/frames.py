@@ -89,3 +89,48 @@ def _realpath(path: str) -> str:
     if real is None:
         real = _realpaths[path] = os.path.realpath(path)
     return real
+
+
+#: Standard-library modules whose frames may sit between user code and detsched without making the
+#: user code a callback: a thread's ``run``, the event loop running a task, a pool's future.
+_RUNNERS = tuple(os.path.join(directory, name) for directory in _STDLIB_DIRS
+                 for name in ("threading.py", "asyncio" + os.sep, "concurrent" + os.sep))
+_CALLER, _USER, _RUNNER, _LIBRARY = range(4)
+_kinds: dict = {}  # code object -> which of the four kinds of frame it is
+
+
+def _kind(code) -> int:
+    kind = _kinds.get(code)
+    if kind is None:
+        filename = code.co_filename
+        if is_internal(filename):
+            kind = _CALLER
+        elif is_user_file(filename):
+            kind = _USER
+        elif _realpath(filename).startswith(_RUNNERS):
+            kind = _RUNNER
+        else:
+            kind = _LIBRARY
+        _kinds[code] = kind
+    return kind
+
+
+def may_switch_in(frame) -> bool:
+    """Whether user code running in ``frame`` may be switched away from.
+
+    Not when detsched itself called it (a thread's target, a predicate, a queue hook: primitives stay
+    atomic), nor when a library called it back (a logging formatter, module code run by an import):
+    the library may hold a real lock, which another thread would then block on outside detsched's
+    control. Frames of threading, asyncio and concurrent.futures running user code do not count.
+    """
+    seen_user = False
+    while frame is not None:
+        kind = _kind(frame.f_code)
+        if kind == _CALLER:
+            return seen_user
+        if kind == _LIBRARY:
+            return False
+        seen_user = seen_user or kind == _USER
+        frame = frame.f_back
+    return False  # no detsched frame below: not a controlled thread's stack
+

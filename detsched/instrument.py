@@ -42,21 +42,9 @@ def _is_point(code) -> bool:
     return verdict
 
 
-def _called_by_detsched(caller) -> bool:
-    """Whether the nearest caller that is not library code is detsched itself."""
-    while caller is not None:
-        filename = caller.f_code.co_filename
-        if frames.is_internal(filename):
-            return True
-        if is_user_file(filename):
-            return False
-        caller = caller.f_back
-    return True  # no user frame at all: a thread's bootstrap
-
-
 def _switch(code, caller) -> None:
     me = current()
-    if me is None or _called_by_detsched(caller):
+    if me is None or not frames.may_switch_in(caller):
         return
     me.sched.wait(me, Op(f"call {getattr(code, 'co_qualname', code.co_name)}()"))
 

@@ -17,8 +17,10 @@ names start with ``@ds_``, which no user name can collide with.
 from __future__ import annotations
 
 import ast
+import sys
 import types
 
+from .frames import may_switch_in
 from .scheduler import Op, current
 
 POINT = "@ds_point"
@@ -28,7 +30,7 @@ _TEMP = "@ds_value"
 def store_point(description: str) -> None:
     """The scheduling point rewritten code runs before a store (a no-op outside a run)."""
     me = current()
-    if me is not None:
+    if me is not None and may_switch_in(sys._getframe(1)):
         me.sched.wait(me, Op(description))
 
 

@@ -127,3 +127,33 @@ def test_line_numbers_are_kept():
     assert {2, 3, 4} <= lines <= {1, 2, 3, 4}  # the def line is listed from 3.11 on
 
 
+
+
+def test_user_code_called_back_by_a_library_is_not_switched_away_from():
+    """A logging formatter runs while logging holds its handler's real lock: switching there would
+    leave another thread blocked outside detsched's control."""
+    import io
+    import logging
+
+    class Tagged(logging.Formatter):
+        def format(self, record):
+            self.last = record.getMessage()  # a store, in a call: both would be points elsewhere
+            return "tagged " + super().format(record)
+
+    handler = logging.StreamHandler(io.StringIO())  # its lock is a real RLock, made before the run
+    handler.setFormatter(Tagged())
+    log = logging.getLogger("detsched-test-callbacks")
+    log.addHandler(handler)
+    log.propagate = False
+
+    def main():
+        workers = [threading.Thread(target=log.warning, args=("hi %d", n)) for n in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    try:
+        assert detsched.explore(main, runs=100).failure is None
+    finally:
+        log.removeHandler(handler)
