@@ -56,16 +56,18 @@ current: Callable[[], LogicalThread | None] = partial(getattr, _tls, "logical", 
 class Op:
     """An operation a thread is about to perform, announced at a scheduling point."""
 
-    __slots__ = ("kind", "resource", "ready", "deadline", "holder", "where")
+    __slots__ = ("kind", "resource", "ready", "deadline", "holder", "where", "done")
 
     def __init__(self, kind: str, resource=None, ready: Callable[[], bool] | None = None,
-                 deadline: float | None = None, holder: Callable[[], LogicalThread | None] | None = None):
+                 deadline: float | None = None, holder: Callable[[], LogicalThread | None] | None = None,
+                 *, done: bool = False):
         self.kind = kind  # e.g. "acquire", "wait", "put"
         self.resource = resource  # the primitive it touches, or None
         self.ready = ready  # None: can always proceed; else proceeds once ready() is true
         self.deadline = deadline  # virtual monotonic time at which a timed wait gives up
         self.holder = holder  # who must act before this op can proceed (wait-for graph)
         self.where = ""  # user file:line, filled only when tracing
+        self.done = done  # announced after its effect (a release): the point only lets others run
 
     def describe(self) -> str:
         return f"{self.kind} {describe(self.resource)}".strip()
@@ -194,6 +196,8 @@ class Scheduler:
         me.ops += 1
         if self.tracing:
             op.where = frames.user_location(3)
+            if op.done:  # the timeline shows it when it happened, not when the thread goes on
+                self.trace.append(TraceStep(self.steps + 1, me.tid, me.name, op.describe(), op.where))
         # A profile hook (detsched's own call instrumentation before Python 3.12, or a user's
         # profiler) has nothing to see in here and would cost more than the decision itself.
         profiler = _getprofile()
@@ -320,7 +324,13 @@ class Scheduler:
 
     def _record(self, me: LogicalThread, chosen: LogicalThread, current: int | None) -> None:
         op = chosen.op
+        if op.done and chosen is me:
+            return  # recorded when announced
         note = ""
+        if op.done:
+            self.trace.append(TraceStep(self.steps, chosen.tid, chosen.name, "resumes", op.where,
+                                        f"preempts T{current}" if current is not None else ""))
+            return
         if op.ready is not None and not op.ready():
             note = "timed out"
         elif current is not None and chosen.tid != current:

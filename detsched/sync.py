@@ -81,7 +81,7 @@ def _after_release(primitive) -> None:
     leaving a lock is explored, and waiting threads may take the lock before the releaser goes on."""
     me = current()
     if me is not None:
-        me.sched.wait(me, Op("release", primitive))
+        me.sched.wait(me, Op("release", primitive, done=True))
 
 
 def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
