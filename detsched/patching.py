@@ -364,6 +364,7 @@ class Patcher:
                 rewritten = scan.rewritten()
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
                     scan.module.__dict__[rewrite.POINT] = rewrite.store_point
+                    scan.module.__dict__[rewrite.ITERATE] = rewrite.iterate_with_points
                 for function, code in rewritten:
                     self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:

@@ -24,6 +24,7 @@ from .frames import may_switch_in
 from .scheduler import Op, current
 
 POINT = "@ds_point"
+ITERATE = "@ds_iterate"
 _TEMP = "@ds_value"
 
 
@@ -64,6 +65,9 @@ class _StoreRewriter(ast.NodeTransformer):
         self.shared_names.append(declared)
         node.body = self._statements(node.body)
         self.shared_names.pop()
+        if isinstance(node, ast.FunctionDef):  # async loops interleave through the event loop instead
+            wrapper = _IterationWrapper(_local_names(node) - declared)
+            node.body = [wrapper.visit(stmt) for stmt in node.body]
         return node
 
     visit_FunctionDef = visit_AsyncFunctionDef = _function
@@ -135,6 +139,79 @@ class _StoreRewriter(ast.NodeTransformer):
             ast.Assign([store], ast.Name(_TEMP, ast.Load())),
         ]
         return [ast.copy_location(s, stmt) for s in steps]
+
+
+class _IterationWrapper(ast.NodeTransformer):
+    """Wraps the iterable of ``for`` loops and comprehensions that walk a shared container
+    (``self.items``, ``registry``, ``table[key]``; not a local name or a call such as ``range(n)``)
+    so that every step to the next item is a scheduling point: CPython switches threads at loop
+    back-edges, where another thread may resize the container being walked."""
+
+    def __init__(self, local_names: set[str]):
+        self.local_names = local_names
+
+    def _shared_iterable(self, node: ast.expr) -> bool:
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            return True
+        return isinstance(node, ast.Name) and node.id not in self.local_names
+
+    def _wrap(self, node: ast.expr) -> ast.expr:
+        if not self._shared_iterable(node):
+            return node
+        return ast.copy_location(ast.Call(ast.Name(ITERATE, ast.Load()), [node], []), node)
+
+    def visit_For(self, node):
+        self.generic_visit(node)
+        node.iter = self._wrap(node.iter)
+        return node
+
+    def visit_comprehension(self, node):
+        self.generic_visit(node)
+        node.iter = self._wrap(node.iter)
+        return node
+
+    def _leave_alone(self, node):
+        return node  # nested scopes get their own pass
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _leave_alone
+
+
+def _local_names(function: ast.FunctionDef) -> set[str]:
+    """Parameters and names the function assigns (its locals), not looking into nested scopes."""
+    arguments = function.args
+    names = {a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs}
+    names |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None}
+    pending = list(function.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).partition(".")[0])
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def iterate_with_points(iterable):
+    """What rewritten loops iterate: outside a run, the plain iterator; inside, the same items with
+    a scheduling point before each step to the next one."""
+    iterator = iter(iterable)
+    me = current()
+    if me is None:
+        return iterator
+    return _stepwise(me, iterator, f"next item of {type(iterable).__name__}")
+
+
+def _stepwise(me, iterator, description: str):
+    for item in iterator:
+        yield item
+        if may_switch_in(sys._getframe(1)):  # the loop that asked for the next item
+            me.sched.wait(me, Op(description))
 
 
 def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:

@@ -68,7 +68,7 @@ def test_functions_get_their_code_back_after_the_run():
 
 
 def run_rewritten(source, name, *args):
-    namespace = {rewrite.POINT: rewrite.store_point}
+    namespace = {rewrite.POINT: rewrite.store_point, rewrite.ITERATE: rewrite.iterate_with_points}
     exec(rewrite_module(source, "<rewritten>"), namespace)
     return namespace[name](*args)
 
@@ -157,3 +157,65 @@ def test_user_code_called_back_by_a_library_is_not_switched_away_from():
         assert detsched.explore(main, runs=100).failure is None
     finally:
         log.removeHandler(handler)
+
+
+REGISTRY = {}
+
+
+def register(name):
+    REGISTRY[name] = len(name)
+
+
+def names_in_upper_case():
+    return [name.upper() for name in REGISTRY]
+
+
+def iterate_while_another_thread_registers():
+    REGISTRY.clear()
+    register("a")
+    writer = threading.Thread(target=lambda: [register(f"x{i}") for i in range(3)])
+    writer.start()
+    for _ in range(3):
+        names_in_upper_case()
+    writer.join()
+
+
+def test_a_container_resized_during_iteration_is_found():
+    failure = detsched.explore(iterate_while_another_thread_registers, runs=500).failure
+    assert failure.kind == "exception"
+    assert "dictionary changed size during iteration" in failure.message
+    assert "next item of dict" in failure.timeline()
+
+
+def test_loops_keep_their_meaning():
+    source = '''
+TABLE = {"a": 1, "b": 2, "c": 3}
+def f():
+    seen = []
+    for key in TABLE:
+        if key == "b":
+            break
+        seen.append(key)
+    else:
+        seen.append("no break")
+    for key in TABLE["a":"a"] if False else TABLE:
+        pass
+    total = sum(TABLE[k] for k in TABLE)
+    squares = {k: v * v for k, v in TABLE.items()}
+    return seen, total, squares, [k for k in TABLE if TABLE[k] > 1]
+'''
+    assert run_rewritten(source, "f") == (["a"], 6, {"a": 1, "b": 4, "c": 9}, ["b", "c"])
+
+
+def test_only_loops_over_shared_containers_are_wrapped():
+    source = '''
+SHARED = [1]
+def f(param):
+    local = [1]
+    for x in local: pass
+    for x in param: pass
+    for x in range(2): pass
+    for x in SHARED: pass
+'''
+    code = code_objects(rewrite_module(source, "<rewritten>"))[("f", 3)]
+    assert code.co_names.count(rewrite.ITERATE) == 1
