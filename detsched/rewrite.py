@@ -17,6 +17,7 @@ names start with ``@ds_``, which no user name can collide with.
 from __future__ import annotations
 
 import ast
+import builtins
 import sys
 import types
 
@@ -25,6 +26,7 @@ from .scheduler import Op, current
 
 POINT = "@ds_point"
 ITERATE = "@ds_iterate"
+SPIN = "@ds_spin"
 _TEMP = "@ds_value"
 
 
@@ -141,28 +143,43 @@ class _StoreRewriter(ast.NodeTransformer):
         return [ast.copy_location(s, stmt) for s in steps]
 
 
+_BUILTINS = frozenset(dir(builtins))
+
+
 class _IterationWrapper(ast.NodeTransformer):
-    """Wraps the iterable of ``for`` loops and comprehensions that walk a shared container
+    """Gives loops the thread switches CPython makes at their back-edges, where another thread may
+    change what the loop looks at: ``for`` loops and comprehensions that walk a shared container
     (``self.items``, ``registry``, ``table[key]``; not a local name or a call such as ``range(n)``)
-    so that every step to the next item is a scheduling point: CPython switches threads at loop
-    back-edges, where another thread may resize the container being walked."""
+    take a point before each next item, and ``while`` loops whose condition reads shared state take
+    one per iteration, as a poll."""
 
     def __init__(self, local_names: set[str]):
         self.local_names = local_names
 
-    def _shared_iterable(self, node: ast.expr) -> bool:
+    def _reads_shared(self, node: ast.expr) -> bool:
         if isinstance(node, (ast.Attribute, ast.Subscript)):
             return True
         return isinstance(node, ast.Name) and node.id not in self.local_names
 
     def _wrap(self, node: ast.expr) -> ast.expr:
-        if not self._shared_iterable(node):
+        if not self._reads_shared(node):
             return node
         return ast.copy_location(ast.Call(ast.Name(ITERATE, ast.Load()), [node], []), node)
 
     def visit_For(self, node):
         self.generic_visit(node)
         node.iter = self._wrap(node.iter)
+        return node
+
+    def visit_While(self, node):
+        """A ``while`` loop whose condition reads shared state polls it: each iteration is a point
+        at which the thread gives way, so a spin-wait on a plain flag sees the flag change."""
+        self.generic_visit(node)
+        if any(self._reads_shared(n) for n in ast.walk(node.test)
+               if not (isinstance(n, ast.Name) and n.id in _BUILTINS)):
+            text = ast.unparse(node.test)[:60]
+            poll = ast.Expr(ast.Call(ast.Name(SPIN, ast.Load()), [ast.Constant(f"poll {text}")], []))
+            node.body.insert(0, ast.copy_location(poll, node))
         return node
 
     def visit_comprehension(self, node):
@@ -195,6 +212,14 @@ def _local_names(function: ast.FunctionDef) -> set[str]:
             names.add((node.asname or node.name).partition(".")[0])
         pending.extend(ast.iter_child_nodes(node))
     return names
+
+
+def spin_point(description: str) -> None:
+    """The point at the top of a ``while`` loop polling shared state: a spinning thread gives way."""
+    me = current()
+    if me is not None and may_switch_in(sys._getframe(1)):
+        me.spinning = True
+        me.sched.wait(me, Op(description))
 
 
 def iterate_with_points(iterable):

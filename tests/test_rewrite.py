@@ -68,7 +68,8 @@ def test_functions_get_their_code_back_after_the_run():
 
 
 def run_rewritten(source, name, *args):
-    namespace = {rewrite.POINT: rewrite.store_point, rewrite.ITERATE: rewrite.iterate_with_points}
+    namespace = {rewrite.POINT: rewrite.store_point, rewrite.ITERATE: rewrite.iterate_with_points,
+                 rewrite.SPIN: rewrite.spin_point}
     exec(rewrite_module(source, "<rewritten>"), namespace)
     return namespace[name](*args)
 
@@ -219,3 +220,32 @@ def f(param):
 '''
     code = code_objects(rewrite_module(source, "<rewritten>"))[("f", 3)]
     assert code.co_names.count(rewrite.ITERATE) == 1
+
+
+class Flag:
+    def __init__(self):
+        self.up = False
+
+
+def spin_until_flag(set_it):
+    flag = Flag()
+
+    def setter():
+        if set_it:
+            flag.up = True
+
+    thread = threading.Thread(target=setter)
+    thread.start()
+    while not flag.up:  # a busy wait on a plain attribute: no call, no store, no sleep
+        pass
+    thread.join()
+
+
+def test_busy_wait_on_a_plain_flag_sees_the_flag_change():
+    assert detsched.explore(lambda: spin_until_flag(True), runs=200).failure is None
+
+
+def test_busy_wait_that_never_ends_is_a_livelock():
+    failure = detsched.explore(lambda: spin_until_flag(False), runs=1, max_steps=500).failure
+    assert failure.kind == "livelock"
+    assert "poll not flag.up" in failure.timeline()
