@@ -36,8 +36,6 @@ _start_new_thread = _thread.start_new_thread
 BLOCKED_AFTER = 10.0
 #: Seconds the controller waits for an aborted thread to unwind before giving up on it.
 UNWIND_TIMEOUT = 2.0
-#: How many of the last steps a livelock report shows.
-LIVELOCK_TAIL = 12
 #: Run each execution's threads on one CPU (see ``_pin_to_one_cpu``). Not Final: turn it off where
 #: threads or thread pools that the code under test starts must keep every CPU.
 PIN_TO_ONE_CPU = True
