@@ -365,6 +365,7 @@ class Patcher:
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
                     scan.module.__dict__[rewrite.POINT] = rewrite.store_point
                     scan.module.__dict__[rewrite.ITERATE] = rewrite.iterate_with_points
+                    scan.module.__dict__[rewrite.SPIN] = rewrite.spin_point
                 for function, code in rewritten:
                     self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:
