@@ -363,9 +363,7 @@ class Patcher:
             if self._rewrite_stores:
                 rewritten = scan.rewritten()
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
-                    scan.module.__dict__[rewrite.POINT] = rewrite.store_point
-                    scan.module.__dict__[rewrite.ITERATE] = rewrite.iterate_with_points
-                    scan.module.__dict__[rewrite.SPIN] = rewrite.spin_point
+                    scan.module.__dict__.update(rewrite.HELPERS)
                 for function, code in rewritten:
                     self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:

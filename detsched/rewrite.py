@@ -266,3 +266,8 @@ def code_objects(code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
                 found.setdefault((const.co_name, const.co_firstlineno), const)
                 stack.append(const)
     return found
+
+
+#: The names rewritten code calls, to be put in the globals of every rewritten module.
+HELPERS = {POINT: store_point, ITERATE: iterate_with_points, SPIN: spin_point}
+

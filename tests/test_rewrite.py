@@ -68,8 +68,7 @@ def test_functions_get_their_code_back_after_the_run():
 
 
 def run_rewritten(source, name, *args):
-    namespace = {rewrite.POINT: rewrite.store_point, rewrite.ITERATE: rewrite.iterate_with_points,
-                 rewrite.SPIN: rewrite.spin_point}
+    namespace = dict(rewrite.HELPERS)
     exec(rewrite_module(source, "<rewritten>"), namespace)
     return namespace[name](*args)
 
