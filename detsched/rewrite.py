@@ -217,9 +217,13 @@ def _local_names(function: ast.FunctionDef) -> set[str]:
 def spin_point(description: str) -> None:
     """The point at the top of a ``while`` loop polling shared state: a spinning thread gives way."""
     me = current()
-    if me is not None and may_switch_in(sys._getframe(1)):
-        me.spinning = True
-        me.sched.wait(me, Op(description))
+    if me is None or not may_switch_in(sys._getframe(1)):
+        return
+    # Only a loop whose last iteration reached no other scheduling point is spinning: it gives way
+    # and lets time pass. A loop that waits or works in its body is just taking a step.
+    me.spinning = me.last_poll == (description, me.ops)
+    me.sched.wait(me, Op(description))
+    me.last_poll = (description, me.ops)
 
 
 def iterate_with_points(iterable):

@@ -86,7 +86,7 @@ class LogicalThread:
     """One controlled thread: its id in schedules, its OS thread and what it waits for."""
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
-                 "os_ident", "spinning", "idle", "ops")
+                 "os_ident", "spinning", "idle", "ops", "last_poll")
 
     def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
         self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
@@ -100,6 +100,7 @@ class LogicalThread:
         self.spinning = False  # its last poll made no progress: give way to others
         self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
         self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
+        self.last_poll: tuple[str, int] | None = None  # (loop, ops) after its last polling point
 
     def __repr__(self) -> str:
         return f"T{self.tid}"

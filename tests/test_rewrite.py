@@ -2,6 +2,7 @@
 with no call and no lock in their window are found."""
 
 import threading
+import time
 
 import detsched
 from detsched import rewrite
@@ -248,3 +249,21 @@ def test_busy_wait_that_never_ends_is_a_livelock():
     failure = detsched.explore(lambda: spin_until_flag(False), runs=1, max_steps=500).failure
     assert failure.kind == "livelock"
     assert "poll not flag.up" in failure.timeline()
+
+
+DONE = threading.Event()
+
+
+def wait_in_a_loop_that_reads_shared_state():
+    """The loop's condition reads a global, but its body waits: not a spin, so time passes only
+    as the waits say."""
+    threading.Thread(target=time.sleep, args=(10,), daemon=True).start()  # a deadline time could jump to
+    start = time.monotonic()
+    while not DONE.is_set() and time.monotonic() - start < 3:
+        DONE.wait(1)
+    assert time.monotonic() - start == 3, time.monotonic() - start
+
+
+def test_a_loop_that_waits_in_its_body_is_not_spinning():
+    DONE.clear()
+    assert detsched.explore(wait_in_a_loop_that_reads_shared_state, runs=5).failure is None
