@@ -1,12 +1,13 @@
-"""Instrumentation of shared-state writes: rewrite user functions so that every store to an
-attribute, an item or a global is preceded by a scheduling point.
+"""Instrumentation by rewriting user functions: a scheduling point before every store to an
+attribute, an item or a global, and at the back-edges of loops over shared state.
 
 Free-threaded CPython can switch threads anywhere, and even with the GIL a read-modify-write such as
 ``x = self.balance`` ... ``self.balance = x - amount`` loses updates when a thread switch falls in
 between. Scheduling points at stores make every such window explorable: the read happens in one
 step, the write in a later one, and other threads can run in between. A statement that reads and
 writes in one go (``self.count += 1``, ``self.total = self.total + n``) is split so that the value is
-computed first and stored after the point.
+computed first and stored after the point. Loops that walk a shared container, or poll shared
+state in their condition, get the switch CPython makes at a loop's back-edge.
 
 Functions keep their file and line numbers (tracebacks, coverage and locations are unchanged); the
 rewritten code objects are swapped into the functions of user modules for the duration of a run and
