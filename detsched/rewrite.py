@@ -261,15 +261,22 @@ def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:
 
 
 def code_objects(code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
-    """Every function code object inside ``code``, keyed by (name, first line)."""
+    """Every function code object inside ``code``, keyed by (name, first line). A key two code
+    objects share (two lambdas on one line) is left out: the wrong one must never be swapped in."""
     found: dict[tuple[str, int], types.CodeType] = {}
+    ambiguous = set()
     stack = [code]
     while stack:
         current_code = stack.pop()
         for const in current_code.co_consts:
             if isinstance(const, types.CodeType):
-                found.setdefault((const.co_name, const.co_firstlineno), const)
+                key = (const.co_name, const.co_firstlineno)
+                if key in found:
+                    ambiguous.add(key)
+                found[key] = const
                 stack.append(const)
+    for key in ambiguous:
+        del found[key]
     return found
 
 

@@ -267,3 +267,9 @@ def wait_in_a_loop_that_reads_shared_state():
 def test_a_loop_that_waits_in_its_body_is_not_spinning():
     DONE.clear()
     assert detsched.explore(wait_in_a_loop_that_reads_shared_state, runs=5).failure is None
+
+
+def test_two_functions_on_one_line_are_left_alone():
+    source = "pick = (lambda: 1, lambda x: x)\ndef f(obj):\n    obj.x = 1\n"
+    found = code_objects(rewrite_module(source, "<rewritten>"))
+    assert ("<lambda>", 1) not in found and ("f", 2) in found
