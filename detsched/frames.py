@@ -33,7 +33,10 @@ def user_location(depth: int = 2) -> str:
 
 
 def format_stack(frame) -> str:
-    """A stack like ``traceback.format_stack`` with detsched's frames removed."""
+    """A stack like ``traceback.format_stack`` with detsched's frames removed (a placeholder when
+    there is no frame: the thread is gone)."""
+    if frame is None:
+        return "  (no stack)\n"
     summary = [fs for fs in traceback.extract_stack(frame) if not is_internal(fs.filename)]
     return "".join(traceback.format_list(summary))
 

@@ -453,8 +453,7 @@ class Scheduler:
         current_frames = sys._current_frames()
         out = []
         for t in threads:
-            frame = current_frames.get(t.os_ident)
-            stack = frames.format_stack(frame) if frame is not None else "  (no stack)\n"
+            stack = frames.format_stack(current_frames.get(t.os_ident))
             out.append(f"{t.label} ({t.op.describe() if t.op else 'running'}):\n{stack}")
         return "\n".join(out)
 
@@ -513,7 +512,7 @@ class Scheduler:
     def _report_blocked(self) -> None:
         t = self.running
         frame = sys._current_frames().get(t.os_ident) if t is not None else None
-        stack = frames.format_stack(frame) if frame is not None else "  (no stack)\n"
+        stack = frames.format_stack(frame)
         where = frames.innermost_user_location(frame)
         self.failure = FailureInfo(
             "blocked",
