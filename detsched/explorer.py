@@ -112,14 +112,14 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
 
     def found(result: RunResult, index: int) -> Report:
         origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), points)
-        failure = _explain(resolved, _recorded(origin, result), tuple(result.positions), result.failure, max_steps)
+        failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, max_steps)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
-    warm_up = _warm_up(resolved, max_steps, points)
-    if warm_up.failure is not None:  # a real run, so its failure is reported like any other
-        return found(warm_up, first_run)
+    first = warm_up(resolved, max_steps, points)
+    if first.failure is not None:  # a real run, so its failure is reported like any other
+        return found(first, first_run)
     if hasattr(chooser, "calibrate"):
-        chooser.calibrate(warm_up.choice_points)
+        chooser.calibrate(first.choice_points)
     for index in range(first_run, first_run + runs):
         result = run_once(resolved, chooser, index, max_steps, points=points)
         if progress is not None:
@@ -129,7 +129,7 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
-def _warm_up(target: Target, max_steps: int, points: Points) -> RunResult:
+def warm_up(target: Target, max_steps: int, points: Points) -> RunResult:
     """One run under the default policy before exploring or replaying. Code that initialises
     something once per process (a lazily made lock, a cache, an import inside a function) does so
     here, so every explored run and every replay -- even in a fresh process -- starts from the same
@@ -137,7 +137,7 @@ def _warm_up(target: Target, max_steps: int, points: Points) -> RunResult:
     return run_once(target, PositionReplay(()), 0, max_steps, points=points)
 
 
-def _recorded(origin: Schedule, result: RunResult) -> Schedule:
+def schedule_of(origin: Schedule, result: RunResult) -> Schedule:
     """The schedule of ``result``, with ``origin``'s target, strategy, seed and run index."""
     return dataclasses.replace(origin, steps=result.choice_points, deviations=tuple(result.deviations),
                                checks=tuple(result.checks), path=result.path)
@@ -157,7 +157,7 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
 
         positions = shrink(positions, schedule.steps, attempt)
         shrunk = run_once(target, PositionReplay(positions), 0, max_steps, points=schedule.points)
-        schedule = _recorded(schedule, shrunk)
+        schedule = schedule_of(schedule, shrunk)
     if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
         return _failure(found, schedule, target, (), ())
     traced = _replay_run(target, schedule, max_steps)
@@ -200,7 +200,7 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
-    _warm_up(resolved, max_steps, recorded.points)
+    warm_up(resolved, max_steps, recorded.points)
     result = _replay_run(resolved, recorded, max_steps)
     diverged = result.choice_points != recorded.steps or (recorded.path and result.path != recorded.path)
     if result.failure is None:

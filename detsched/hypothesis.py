@@ -29,7 +29,7 @@ from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
 from .errors import DetschedUsageError
-from .explorer import _recorded, _warm_up, replay, run_once
+from .explorer import replay, run_once, schedule_of, warm_up
 from .hooks import format_failure
 from .report import KINDS
 from .schedule import Points, Schedule, default_task, fingerprint
@@ -113,11 +113,11 @@ class DrawnSchedule:
                                      "for a second run")
         resolved = resolve(target)
         if resolved.name not in _warmed_up:
-            _warm_up(resolved, max_steps, points)
+            warm_up(resolved, max_steps, points)
             _warmed_up.add(resolved.name)
         result = run_once(resolved, PlannedDeviations(self.deviations), 0, max_steps, points=points)
         origin = Schedule(fingerprint(resolved.name), PlannedDeviations.name, 0, 0, 0, (), points)
-        self.schedule = _recorded(origin, result)
+        self.schedule = schedule_of(origin, result)
         if result.failure is not None:
             raise self._failure(resolved, result.failure, max_steps)
 
