@@ -14,9 +14,10 @@ import threading
 from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.thread import BrokenThreadPool
+from concurrent.futures.thread import ThreadPoolExecutor as _RealThreadPoolExecutor
 
 from .scheduler import Op, current
-from .sync import make_label
+from .sync import make_label, real_outside_control
 
 #: Workers when ``max_workers`` is not given. The stdlib derives it from the CPU count; a fixed
 #: number keeps schedules identical across machines.
@@ -31,6 +32,7 @@ def reset_pool_numbers() -> None:
     _pool_numbers = itertools.count()
 
 
+@real_outside_control(_RealThreadPoolExecutor)
 class ThreadPoolExecutor(Executor):
     """``concurrent.futures.ThreadPoolExecutor`` under control."""
 

@@ -358,6 +358,10 @@ class Patcher:
             raise
 
     def _swap_user_modules(self) -> None:
+        with sync.making_twins():
+            self._swap_twins()
+
+    def _swap_twins(self) -> None:
         twins = _Twins()
         for scan in _user_module_scans():
             if self._rewrite_stores:

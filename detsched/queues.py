@@ -13,7 +13,7 @@ from collections import deque
 
 from .errors import DetschedUsageError
 from .scheduler import Op, current
-from .sync import Condition, Lock, make_label, timed_wait
+from .sync import Condition, Lock, make_label, real_outside_control, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full
 ShutDown = getattr(_stdlib_queue, "ShutDown", None)  # Python 3.13+
@@ -41,6 +41,7 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
     raise failure()
 
 
+@real_outside_control(_stdlib_queue.Queue)
 class Queue:
     """``queue.Queue`` under control."""
 
@@ -160,6 +161,7 @@ class Queue:
     __class_getitem__ = classmethod(types.GenericAlias)  # ``queue.Queue[int]`` in annotations
 
 
+@real_outside_control(_stdlib_queue.LifoQueue)
 class LifoQueue(Queue):
     """``queue.LifoQueue`` under control."""
 
@@ -170,6 +172,7 @@ class LifoQueue(Queue):
         return self.queue.pop()
 
 
+@real_outside_control(_stdlib_queue.PriorityQueue)
 class PriorityQueue(Queue):
     """``queue.PriorityQueue`` under control."""
 
@@ -183,6 +186,7 @@ class PriorityQueue(Queue):
         return heapq.heappop(self.queue)
 
 
+@real_outside_control(_stdlib_queue.SimpleQueue)
 class SimpleQueue:
     """``queue.SimpleQueue`` under control: unbounded, no task tracking."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _thread
 import threading
+from contextlib import contextmanager
 
 from . import frames
 from .errors import DetschedUsageError
@@ -19,6 +20,33 @@ from .scheduler import LogicalThread, Op, current
 
 
 _RealSemaphore = threading.Semaphore
+_twinning = _thread._local()  # .active while the patcher turns real objects into twins for a run
+
+
+@contextmanager
+def making_twins():
+    """Twins made in this block are twins even though no controlled thread makes them."""
+    _twinning.active = True
+    try:
+        yield
+    finally:
+        _twinning.active = False
+
+
+def real_outside_control(real):
+    """Class decorator for a twin: a thread detsched does not control that calls the patched name
+    during a run (a real background thread started before it, waiting on a real queue) gets the real
+    object ``real(*args, **kwargs)``, so it goes on working with real primitives."""
+    def decorate(twin):
+        def __new__(cls, *args, **kwargs):
+            if cls is twin and current() is None and not getattr(_twinning, "active", False):
+                return real(*args, **kwargs)
+            return object.__new__(cls)
+
+        twin.__new__ = __new__
+        return twin
+
+    return decorate
 
 
 def _outside(primitive, what: str) -> DetschedUsageError:
@@ -94,6 +122,7 @@ def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
         raise OverflowError("timeout value is too large")
 
 
+@real_outside_control(_thread.allocate_lock)
 class Lock:
     """``threading.Lock`` under control."""
 
@@ -151,6 +180,7 @@ class Lock:
         return f"<{'locked' if self._locked else 'unlocked'} detsched {self.label}>"
 
 
+@real_outside_control(threading.RLock)
 class RLock:
     """``threading.RLock`` under control."""
 
@@ -235,6 +265,7 @@ class _Waiter:
         self.thread, self.notified, self.since = thread, False, since
 
 
+@real_outside_control(threading.Condition)
 class Condition:
     """``threading.Condition`` under control. Notified waiters wake in FIFO order, as in CPython."""
 
@@ -354,6 +385,7 @@ class Condition:
         return f"<detsched {self.label} waiters={len(self._waiters)}>"
 
 
+@real_outside_control(threading.Semaphore)
 class Semaphore:
     """``threading.Semaphore`` under control."""
 
@@ -408,6 +440,7 @@ class Semaphore:
         return f"<detsched {self.label} value={self._value}>"
 
 
+@real_outside_control(threading.BoundedSemaphore)
 class BoundedSemaphore(Semaphore):
     """``threading.BoundedSemaphore`` under control."""
 
@@ -420,6 +453,7 @@ class BoundedSemaphore(Semaphore):
             raise ValueError("Semaphore released too many times")
 
 
+@real_outside_control(threading.Event)
 class Event:
     """``threading.Event`` under control."""
 
@@ -484,6 +518,7 @@ class _Generation:
         self.done = self.broken = False
 
 
+@real_outside_control(threading.Barrier)
 class Barrier:
     """``threading.Barrier`` under control (wait, reset, abort, BrokenBarrierError)."""
 
