@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import warnings
 
 from . import __version__
 from .clock import real_monotonic
 from .errors import DetschedUsageError, ScheduleError
 from .explorer import MAX_RUNS, explore, replay_traced
 from .report import render_timeline
-from .schedule import Schedule
+from .schedule import ReplayDivergedWarning, Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Seconds between progress-line updates on a terminal.
@@ -170,15 +172,33 @@ def _replay_inputs(args) -> tuple[str, str]:
 
 
 def _replay(target: str, schedule: str, args, *, show: bool) -> int:
-    failure, trace = replay_traced(target, schedule, max_steps=args.max_steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReplayDivergedWarning)
+        failure, trace = replay_traced(target, schedule, max_steps=args.max_steps)
+    departed = None
+    for warning in caught:  # the target's own warnings are shown as usual
+        if isinstance(warning.message, ReplayDivergedWarning):
+            departed = warning.message
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     if show:
         print(render_timeline(trace))
         print()
     if failure is None:
-        print("passed: the schedule ran to completion without a failure")
+        if departed is None:
+            print("replay passed: the schedule ran to completion without a failure")
+        else:
+            print("replay passed")
+            print(f"note: the run no longer followed the schedule {departed.where} (likely because the code "
+                  f"changed), so this does not show the bug is fixed; explore again with: detsched run "
+                  f"{shlex.quote(target)}")
         return EXIT_OK
-    print(f"reproduced ({failure.kind}): {failure.message}")
+    print(f"{'failed' if departed else 'reproduced'} ({failure.kind}): {failure.message}")
     print(f"  in {failure.thread}\n\n{failure.details.rstrip()}" if show else failure.body)
+    if departed is not None:  # the failure's schedule is the path this run took, not the one given
+        if show:
+            print("\n".join(["", *(f"note: {note}" for note in failure.notes)]))
+        print(f"\nreplay: {failure.replay_command}")
     return EXIT_FAILURE
 
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import _thread
 import dataclasses
 import os
+import warnings
 from typing import Callable
 
 from . import instrument, threads
 from .clock import real_monotonic
-from .errors import DetschedUsageError, ReplayDiverged, ScheduleError
+from .errors import DetschedUsageError, ScheduleError
 from .patching import Patcher
 from .report import Failure, Report
-from .schedule import Points, Schedule, fingerprint
+from .schedule import Points, ReplayDivergedWarning, Schedule, fingerprint
 from .scheduler import FailureInfo, RunResult, Scheduler
 from .shrink import Outcome, shrink
 from .strategies import PositionReplay, Replay, make_strategy
@@ -182,10 +183,16 @@ def load_schedule(schedule) -> Schedule:
 
 
 def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
-    """Replay ``schedule`` against ``target``: the failure it reproduces, or None if the run passes.
+    """Replay ``schedule`` against ``target``: the failure the run ends in, or None if it passes.
 
-    Raises ``ReplayDiverged`` when the program no longer follows the schedule, and ``ScheduleError``
-    when the schedule is corrupt or was recorded for another target.
+    The run follows the schedule's deviations, and the default policy everywhere else, to its end,
+    even when the program no longer takes the recorded path (after a fix, typically). Then it
+    warns ``ReplayDivergedWarning``, saying after which decision the run left the schedule: None
+    means the schedule no longer fails, not that the bug is gone. A failure after leaving the
+    schedule is still a real failure (every run is a legal interleaving); it carries a note saying
+    so, and its ``schedule`` is the path the run took, which replays exactly. ``ReplayDiverged`` is
+    never raised here. Raises ``ScheduleError`` when the schedule is corrupt or was recorded for
+    another target.
     """
     return replay_traced(target, schedule, max_steps=max_steps)[0]
 
@@ -201,18 +208,19 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
     warm_up(resolved, max_steps, recorded.points)
-    result = _replay_run(resolved, recorded, max_steps)
-    diverged = result.choice_points != recorded.steps or (recorded.path and result.path != recorded.path)
+    result = run_once(resolved, Replay(recorded, strict=False), 0, max_steps, tracing=True, points=recorded.points)
+    taken = schedule_of(recorded, result)
+    # A livelock ends wherever max_steps does, and a blocked run wherever the watchdog fires.
+    where = None if result.failure is not None and result.failure.kind in _NOT_SHRUNK else recorded.departure(taken)
+    if where is not None:
+        warnings.warn(ReplayDivergedWarning(where, passed=result.failure is None), stacklevel=3)
     if result.failure is None:
-        if diverged:
-            raise ReplayDiverged(result.steps, f"the run took another path after the last recorded deviation "
-                                 f"({result.choice_points} decisions; the schedule recorded {recorded.steps}) "
-                                 "and passed")
         return None, result.trace
-    notes = ()
-    if result.failure.kind not in _NOT_SHRUNK and diverged:
-        notes = ("the run took another path than the schedule recorded, but failed the same way",)
-    return _failure(result.failure, recorded, resolved, tuple(result.trace), notes), result.trace
+    if where is None:
+        return _failure(result.failure, recorded, resolved, tuple(result.trace), ()), result.trace
+    note = (f"the run no longer followed the schedule {where} (likely because the code changed); this is how "
+            "it fails now, and the replay line below replays this run")
+    return _failure(result.failure, taken, resolved, tuple(result.trace), (note,)), result.trace
 
 
 def _replay_run(target: Target, schedule: Schedule, max_steps: int) -> RunResult:

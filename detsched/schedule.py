@@ -32,6 +32,20 @@ FORMAT_VERSION = 1
 _PREFIX = f"ds{FORMAT_VERSION}:"
 
 
+class ReplayDivergedWarning(UserWarning):
+    """``detsched.replay()`` ran the schedule to the end, but the program no longer took the path
+    it recorded -- usually because the code changed, for example to fix the bug. ``where`` says
+    where the run left the schedule (``"after decision 12"``); ``passed`` whether it then passed."""
+
+    def __init__(self, where: str, passed: bool):
+        self.where, self.passed = where, passed
+        outcome = ("and passed; the schedule no longer drives the interleaving it recorded, so this does not "
+                   "show the bug is fixed: explore again to check" if passed else
+                   "and failed; the failure's schedule is the path the run took, which replays exactly")
+        super().__init__(f"the run no longer followed the schedule {where} (likely because the code changed) "
+                         f"{outcome}")
+
+
 def fingerprint(target_name: str) -> int:
     """Identify a target across machines: a checksum of its name, never of its code (a fix must
     still replay the schedule that found the bug)."""
@@ -136,6 +150,20 @@ class Schedule:
         path = int.from_bytes(raw[-12:-8], "big")
         target = int.from_bytes(raw[-8:-4], "big")
         return cls(target, strategy, seed, run_index, steps, tuple(deviations), Points(not flags & 1, not flags & 2), tuple(checks), path)
+
+    def departure(self, run: Schedule) -> str | None:
+        """Where ``run`` -- the schedule a replay of this one actually took -- stopped following
+        this one: None if it made the same decisions along the same path, else a phrase such as
+        ``"after decision 12"``. Paths are checked only at deviations and at the end, so this names
+        the last deviation at which the run still agreed, or ``"before decision N"`` (the first
+        deviation) if it agreed at none."""
+        for i, ((step, value), check) in enumerate(zip(self.deviations, self.checks or (None,) * self.preemptions)):
+            if i >= run.preemptions or run.deviations[i] != (step, value) or (
+                    check is not None and run.checks and run.checks[i] != check):
+                return f"after decision {self.deviations[i - 1][0]}" if i else f"before decision {step}"
+        if run.preemptions > self.preemptions or run.steps != self.steps or (self.path and run.path != self.path):
+            return f"after decision {self.deviations[-1][0]}" if self.deviations else "before its end"
+        return None
 
     def to_json(self, **extra) -> str:
         return json.dumps({"schedule": self.dumps(), **extra}, indent=2)

@@ -127,16 +127,45 @@ def test_schedule_for_another_target_is_refused(target, capsys):
     assert "recorded for another target" in capsys.readouterr().err
 
 
-def test_divergence_names_the_step(target, tmp_path, capsys):
+def schedule_then_edit(target, capsys, old, new):
+    """The schedule ``run`` finds for ``target``'s main, then the file edited (``old`` -> ``new``)."""
     main(["run", f"{target}::main"])
     schedule = replay_line(capsys.readouterr().out).group(2)
-    changed = tmp_path / "buggy.py"
-    changed.write_text(BUGGY.replace("def transfer(account, lock):\n",
-                                     "def transfer(account, lock):\n    with lock:\n        pass\n"))
-    for name in [n for n in sys.modules if n == "buggy"]:
-        del sys.modules[name]
-    assert main(["replay", f"{changed}::main", "--schedule", schedule]) == 2
-    assert re.search(r"replay diverged at step \d+", capsys.readouterr().err)
+    with open(target) as handle:
+        source = handle.read()
+    assert old in source
+    with open(target, "w") as handle:
+        handle.write(source.replace(old, new))
+    sys.modules.pop("buggy", None)
+    return schedule
+
+
+FIX = ("        balance = account[\"balance\"]\n    with lock:\n",
+       "        balance = account[\"balance\"]\n")
+
+
+def test_old_schedule_of_a_fixed_bug_replays_as_passed(target, capsys):
+    schedule = schedule_then_edit(target, capsys, *FIX)
+    assert main(["replay", f"{target}::main", "--schedule", schedule]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "replay passed"
+    assert re.match(r"note: the run no longer followed the schedule (after|before) decision \d+ \(likely because the "
+                    r"code changed\)", lines[1])
+    assert "diverged" not in captured.err
+
+
+def test_divergence_that_still_fails_is_reported_with_a_note_and_a_new_replay_line(target, capsys):
+    schedule = schedule_then_edit(target, capsys, "def main():\n", "def main():\n    transfer({'balance': 0}, threading.Lock())\n")
+    assert main(["replay", f"{target}::main", "--schedule", schedule]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("failed (exception): AssertionError: balance is 10, expected 20")
+    assert re.search(r"note: the run no longer followed the schedule (after|before) decision \d+", out)
+    new = replay_line(out).group(2)
+    assert new != schedule
+    assert main(["replay", f"{target}::main", "--schedule", new]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("reproduced (exception)") and "no longer followed" not in out
 
 
 @pytest.mark.parametrize("args", [["--runs", "-3"], ["--runs", "0"], ["--depth", "0"], ["--depth", "1000"],

@@ -1,9 +1,15 @@
-"""Schedule strings and files: round trip, and clear errors for corrupt or foreign input."""
+"""Schedule strings and files: round trip, and clear errors for corrupt or foreign input; replaying
+a schedule the code no longer follows."""
+
+import sys
+import warnings
 
 import pytest
 from hypothesis import given, strategies as st
 
+import detsched
 from detsched import Schedule, ScheduleError
+from detsched.schedule import ReplayDivergedWarning
 from detsched.schedule import Points
 from detsched.schedule import fingerprint
 
@@ -68,3 +74,75 @@ def test_not_a_schedule():
 def test_out_of_order_deviations_are_refused():
     with pytest.raises(ScheduleError, match="out of order"):
         Schedule(1, "pct", 0, 0, 10, ((5, 1), (3, 1)))
+
+
+RACY = """
+import threading
+
+def add(state, lock):
+    with lock:
+        seen = state["n"]
+    with lock:
+        state["n"] = seen + 1
+
+def main():
+    state, lock = {"n": 0}, threading.Lock()
+    threads = [threading.Thread(target=add, args=(state, lock)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["n"] == 2, f"n is {state['n']}"
+"""
+FIXED = RACY.replace("        seen = state[\"n\"]\n    with lock:\n", "        seen = state[\"n\"]\n")
+
+
+def recorded_then_rewritten(tmp_path, source):
+    """The failing schedule of RACY's main, and the target with its file replaced by ``source``."""
+    path = tmp_path / "racy_prog.py"
+    path.write_text(RACY)
+    target = f"{path}::main"
+    schedule = detsched.explore(target, runs=200).failure.schedule
+    path.write_text(source)
+    sys.modules.pop("racy_prog", None)
+    return target, schedule
+
+
+def test_replay_of_a_fixed_bug_returns_none_and_warns_where_it_left_the_schedule(tmp_path):
+    target, schedule = recorded_then_rewritten(tmp_path, FIXED)
+    with pytest.warns(ReplayDivergedWarning, match=r"no longer followed the schedule (after|before) decision \d+ "
+                                                   r"\(likely because the code changed\) and passed") as caught:
+        assert detsched.replay(target, schedule) is None
+    assert caught[0].message.passed is True
+
+
+def test_replay_that_follows_the_schedule_does_not_warn(tmp_path):
+    target, schedule = recorded_then_rewritten(tmp_path, RACY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        failure = detsched.replay(target, schedule)
+    assert failure.message.startswith("AssertionError: n is 1") and failure.notes == ()
+    assert failure.schedule == schedule
+
+
+def test_replay_that_leaves_the_schedule_and_fails_returns_the_path_it_took(tmp_path):
+    target, schedule = recorded_then_rewritten(tmp_path, RACY.replace("def main():\n", "def main():\n    add({'n': 0}, threading.Lock())\n"))
+    with pytest.warns(ReplayDivergedWarning, match="and failed"):
+        failure = detsched.replay(target, schedule)
+    assert failure.kind == "exception" and "no longer followed the schedule" in failure.notes[0]
+    assert failure.schedule != schedule
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = detsched.replay(target, failure.schedule)  # the path it took replays exactly
+    assert again.message == failure.message and again.notes == ()
+
+
+def test_departure_names_the_last_deviation_that_agreed():
+    recorded = Schedule(1, "pct", 0, 0, 30, ((4, 2), (9, 1), (20, 1)), Points(), (11, 12, 13), 99)
+    assert recorded.departure(recorded) is None
+    assert recorded.departure(Schedule(1, "pct", 0, 0, 30, ((4, 2), (9, 1)), Points(), (11, 12), 99)) == "after decision 9"
+    assert recorded.departure(Schedule(1, "pct", 0, 0, 30, ((4, 2), (9, 1), (20, 1)), Points(), (11, 7, 13), 99)) \
+        == "after decision 4"
+    assert recorded.departure(Schedule(1, "pct", 0, 0, 25, ((4, 1),), Points(), (11,), 99)) == "before decision 4"
+    assert recorded.departure(Schedule(1, "pct", 0, 0, 31, ((4, 2), (9, 1), (20, 1)), Points(), (11, 12, 13), 99)) \
+        == "after decision 20"
