@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.save:
+        _check_save_path(args.save)  # before exploring, which may take minutes
     progress = _Progress(args.runs) if sys.stderr.isatty() else None
     report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
                      max_steps=args.max_steps, preempt_calls=args.preempt_calls,
@@ -144,12 +146,26 @@ def _run(args) -> int:
         return EXIT_OK
     if args.save:
         failure = report.failure
-        with open(args.save, "w") as handle:
-            handle.write(failure.schedule.to_json(target=failure.target, kind=failure.kind,
-                                                  message=failure.message, run_index=failure.run_index,
-                                                  strategy=report.strategy, seed=report.seed))
-        print(f"saved: {args.save} (replay with: detsched replay {args.save})")
+        try:
+            with open(args.save, "w") as handle:
+                handle.write(failure.schedule.to_json(target=failure.target, kind=failure.kind,
+                                                      message=failure.message, run_index=failure.run_index,
+                                                      strategy=report.strategy, seed=report.seed))
+        except OSError as exc:
+            raise DetschedUsageError(f"cannot write --save file {args.save!r}: {exc.strerror}; the failure is not "
+                                     "saved, but the replay line above reproduces it") from None
+        print(f"saved: {args.save} (replay with: detsched replay {shlex.quote(args.save)})")
     return EXIT_FAILURE
+
+
+def _check_save_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise DetschedUsageError(f"--save {path} is a folder; give a file name, such as "
+                                 f"{os.path.join(path, 'failure.json')}")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise DetschedUsageError(f"--save {path}: the folder {folder!r} does not exist; create it first "
+                                 f"(mkdir -p {shlex.quote(folder)}) or save the file somewhere else")
 
 
 def _replay_inputs(args) -> tuple[str, str]:
@@ -158,10 +174,15 @@ def _replay_inputs(args) -> tuple[str, str]:
     if args.source.endswith(".py") or "::" in args.source or ":" in args.source and not os.path.exists(args.source):
         raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds1:...' (or give a JSON file)")
     try:
-        with open(args.source) as handle:
+        with open(args.source, encoding="utf-8") as handle:
             schedule, data = Schedule.from_json(handle.read())
     except OSError as exc:
         raise DetschedUsageError(f"cannot read schedule file {args.source!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError(f"{args.source}: not a detsched schedule file: it is not text (expected the JSON "
+                            "that 'detsched run --save' writes)") from None
+    except ScheduleError as exc:
+        raise ScheduleError(f"{args.source}: {exc}") from None
     target = data.get("target")
     if not isinstance(target, str):
         if isinstance(data.get("pytest"), str):  # written by the pytest plugin's --detsched-save-dir

@@ -29,16 +29,17 @@ _NOT_SHRUNK = ("livelock", "blocked")
 
 
 def _check_options(runs: int, depth: int, max_steps: int) -> None:
-    if not isinstance(runs, int) or not 1 <= runs <= MAX_RUNS:
-        raise DetschedUsageError(f"runs must be an integer from 1 to {MAX_RUNS}, got {runs!r}")
-    if not isinstance(depth, int) or not 1 <= depth <= 100:
-        raise DetschedUsageError(f"depth must be an integer from 1 to 100, got {depth!r}")
-    if not isinstance(max_steps, int) or max_steps < 1:
-        raise DetschedUsageError(f"max_steps must be a positive integer, got {max_steps!r}")
+    for name, value, most in (("runs", runs, MAX_RUNS), ("depth", depth, 100), ("max_steps", max_steps, None)):
+        # True is an int to Python, but never a count anyone meant
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most and value > most):
+            wanted = f"an integer from 1 to {most}" if most else "a positive integer"
+            raise DetschedUsageError(f"{name} must be {wanted}, got {value!r}{' (a bool)' * isinstance(value, bool)}")
 
 
 def seed_from_environment(seed: int) -> int:
     """``DETSCHED_SEED`` overrides the seed, so a CI log's seed can be reused without editing code."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DetschedUsageError(f"seed must be an integer, got {seed!r}{' (a bool)' * isinstance(seed, bool)}")
     text = os.environ.get("DETSCHED_SEED")
     if text is None:
         return seed
@@ -175,10 +176,9 @@ def _failure(info: FailureInfo, schedule: Schedule, target: Target, trace, notes
 
 
 def load_schedule(schedule) -> Schedule:
+    """A ``Schedule`` as given, or read from its string (``Schedule.loads`` names what is wrong)."""
     if isinstance(schedule, Schedule):
         return schedule
-    if not isinstance(schedule, str):
-        raise ScheduleError(f"expected a schedule string like 'ds1:...', got {type(schedule).__name__}")
     return Schedule.loads(schedule)
 
 

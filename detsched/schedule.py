@@ -30,6 +30,8 @@ from .errors import ScheduleError
 #: a decision changes, so that old strings are refused with a clear message instead of misreplayed.
 FORMAT_VERSION = 1
 _PREFIX = f"ds{FORMAT_VERSION}:"
+#: The characters of unpadded URL-safe base64, all a schedule string's body may contain.
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 class ReplayDivergedWarning(UserWarning):
@@ -89,9 +91,9 @@ class Schedule:
     def __post_init__(self):
         steps = [s for s, _ in self.deviations]
         if steps != sorted(set(steps)) or (steps and (steps[0] < 0 or steps[-1] >= self.steps)):
-            raise ScheduleError(f"corrupt schedule: deviation steps {steps} out of order or range")
+            raise ScheduleError(f"invalid schedule: deviation steps {steps} out of order or range")
         if self.checks and len(self.checks) != len(self.deviations):
-            raise ScheduleError("corrupt schedule: one path check per deviation expected")
+            raise ScheduleError("invalid schedule: one path check per deviation expected")
 
     @property
     def preemptions(self) -> int:
@@ -119,7 +121,16 @@ class Schedule:
 
     @classmethod
     def loads(cls, text: str) -> Schedule:
-        text = text.strip().strip("'\"")
+        """Read a ``dumps()`` string. Quotes around it and whitespace anywhere in it (a terminal's
+        line wrapping) are ignored; anything else that is not a whole schedule string raises
+        ``ScheduleError``, naming what is wrong."""
+        if not isinstance(text, str):
+            raise ScheduleError(f"expected a schedule string like {_PREFIX + '...'!r}, got {_type_name(text)}")
+        text = "".join(text.split()).strip("'\"")
+        if _PREFIX.startswith(text):
+            what = f"{text!r} is only the start of" if text else "the text is empty, not"
+            raise ScheduleError(f"corrupt or truncated schedule: {what} a {_PREFIX + '...'!r} string "
+                                "(was it copied whole?)")
         head, sep, body = text.partition(":")
         if not sep or not head.startswith("ds"):
             raise ScheduleError(f"not a detsched schedule: {text[:40]!r} (schedules start with {_PREFIX!r})")
@@ -128,10 +139,16 @@ class Schedule:
                 f"schedule format {head!r} is not supported by this detsched, which reads {_PREFIX[:-1]!r}; "
                 "record the schedule again with this version"
             )
+        stray = next((c for c in body if c not in _ALPHABET), None)
+        if stray is not None:
+            raise ScheduleError(f"corrupt or truncated schedule: {stray!r} cannot appear in a schedule string "
+                                "(letters, digits, '-' and '_' only); was something pasted into it?")
+        if len(body) % 4 == 1:  # no whole number of bytes has this many base64 characters
+            raise ScheduleError("corrupt or truncated schedule: characters are missing (was it copied whole?)")
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise ScheduleError(f"corrupt schedule: {exc}") from None
+        except (binascii.Error, ValueError) as exc:  # not expected after the checks above
+            raise ScheduleError(f"corrupt or truncated schedule: {exc}") from None
         if len(raw) < 13 or zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "big"):
             raise ScheduleError("corrupt or truncated schedule: checksum mismatch (was it copied whole?)")
         reader = _Reader(raw[:-12])
@@ -146,10 +163,14 @@ class Schedule:
                 deviations.append((step, reader.varint()))
                 checks.append(reader.varint())
         except (IndexError, UnicodeDecodeError):
-            raise ScheduleError("corrupt schedule: payload ends early") from None
+            raise ScheduleError("corrupt or truncated schedule: payload ends early") from None
         path = int.from_bytes(raw[-12:-8], "big")
         target = int.from_bytes(raw[-8:-4], "big")
-        return cls(target, strategy, seed, run_index, steps, tuple(deviations), Points(not flags & 1, not flags & 2), tuple(checks), path)
+        try:
+            return cls(target, strategy, seed, run_index, steps, tuple(deviations),
+                       Points(not flags & 1, not flags & 2), tuple(checks), path)
+        except ScheduleError as exc:  # a checksum that matches, over decisions that do not fit
+            raise ScheduleError(f"corrupt or truncated schedule: {exc}") from None
 
     def departure(self, run: Schedule) -> str | None:
         """Where ``run`` -- the schedule a replay of this one actually took -- stopped following
@@ -170,12 +191,40 @@ class Schedule:
 
     @classmethod
     def from_json(cls, text: str) -> tuple[Schedule, dict]:
+        """Read a file ``to_json`` wrote: the schedule, and the whole JSON object."""
         try:
             data = json.loads(text)
-            encoded = data["schedule"]
-        except (ValueError, KeyError, TypeError):
-            raise ScheduleError('not a detsched schedule file: expected JSON with a "schedule" key') from None
+        except ValueError as exc:
+            where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+            raise ScheduleError(f"not a detsched schedule file: not valid JSON{where}") from None
+        if not isinstance(data, dict):
+            raise ScheduleError('not a detsched schedule file: expected a JSON object with a "schedule" string, '
+                                f"got {_json_type(data)}")
+        if "schedule" not in data:
+            raise ScheduleError('not a detsched schedule file: it has no "schedule" key (files written by '
+                                "'detsched run --save' and --detsched-save-dir have one)")
+        encoded = data["schedule"]
+        if not isinstance(encoded, str):
+            raise ScheduleError(f'not a detsched schedule file: its "schedule" is {_json_type(encoded)}, not a '
+                                f"{_PREFIX + '...'!r} string")
         return cls.loads(encoded), data
+
+
+def _json_type(value) -> str:
+    """How JSON names the type of a decoded value: 'a list', 'a number', 'null'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return names.get(type(value), _type_name(value))
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
 
 
 class _Reader:

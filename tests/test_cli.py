@@ -76,6 +76,34 @@ def test_save_and_replay_from_file(target, tmp_path, capsys):
     assert "reproduced (exception)" in capsys.readouterr().out
 
 
+def test_save_into_a_missing_folder_is_refused_before_exploring(target, tmp_path, capsys):
+    missing = tmp_path / "no_such_dir" / "failure.json"
+    assert main(["run", f"{target}::main", "--save", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert f"--save {missing}: the folder '{missing.parent}' does not exist; create it first" in captured.err
+    assert captured.out == ""  # refused before exploring
+
+
+def test_save_to_a_folder_asks_for_a_file_name(target, tmp_path, capsys):
+    assert main(["run", f"{target}::main", "--save", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schedule": 12, "target": "x.py::main"}', 'its "schedule" is a number, not a \'ds1:...\' string'),
+    ('["ds1:AAAA"]', 'expected a JSON object with a "schedule" string, got a list'),
+    ('{"target": "x.py::main"}', 'it has no "schedule" key'),
+    ("not json", "not valid JSON (line 1, column 1)"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe", "not a detsched schedule file: it is not text"),
+])
+def test_malformed_schedule_files_are_usage_errors(tmp_path, capsys, content, message):
+    saved = tmp_path / "failure.json"
+    saved.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["replay", str(saved)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"detsched: error: {saved}: ") and message in err and "Traceback" not in err
+
+
 def test_show_prints_a_timeline(target, capsys):
     main(["run", f"{target}::main"])
     schedule = replay_line(capsys.readouterr().out).group(2)

@@ -1,5 +1,5 @@
 """Schedule strings and files: round trip, and clear errors for corrupt or foreign input; replaying
-a schedule the code no longer follows."""
+a schedule the code no longer follows; explore()'s checks of its seed and counts."""
 
 import sys
 import warnings
@@ -146,3 +146,88 @@ def test_departure_names_the_last_deviation_that_agreed():
     assert recorded.departure(Schedule(1, "pct", 0, 0, 25, ((4, 1),), Points(), (11,), 99)) == "before decision 4"
     assert recorded.departure(Schedule(1, "pct", 0, 0, 31, ((4, 2), (9, 1), (20, 1)), Points(), (11, 12, 13), 99)) \
         == "after decision 20"
+
+
+REAL = Schedule(fingerprint("bank:main"), "pct", -7, 3, 300, ((4, 2), (9, 1), (200, 3)), Points(), (1, 2, 3), 99).dumps()
+
+
+@pytest.mark.parametrize("length", range(len(REAL)))
+def test_every_prefix_of_a_schedule_string_is_corrupt_or_truncated(length):
+    with pytest.raises(ScheduleError, match="corrupt or truncated schedule"):
+        Schedule.loads(REAL[:length])
+
+
+URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(st.text(max_size=60) | st.text(URLSAFE, max_size=60).map(lambda body: "ds1:" + body))
+def test_garbage_raises_schedule_error(text):
+    try:
+        Schedule.loads(text)
+    except ScheduleError as exc:
+        assert "Traceback" not in str(exc)
+        if text.startswith("ds1:"):
+            assert "corrupt or truncated schedule" in str(exc)
+
+
+@given(st.binary(max_size=40))
+def test_garbage_with_a_valid_checksum_raises_schedule_error_or_loads(payload):
+    import base64
+    import zlib
+
+    raw = payload + zlib.crc32(payload).to_bytes(4, "big")
+    text = "ds1:" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    try:
+        assert isinstance(Schedule.loads(text), Schedule)
+    except ScheduleError as exc:
+        assert "corrupt or truncated schedule" in str(exc)
+
+
+def test_stray_characters_are_named():
+    with pytest.raises(ScheduleError, match=r"corrupt or truncated schedule: '!' cannot appear"):
+        Schedule.loads(REAL[:10] + "!" + REAL[10:])
+
+
+def test_line_breaks_from_a_wrapped_terminal_are_ignored():
+    assert Schedule.loads(REAL[:20] + "\n  " + REAL[20:]) == Schedule.loads(REAL)
+
+
+@pytest.mark.parametrize("value", [None, 42, b"ds1:AAAA"])
+def test_loads_of_a_non_string_names_the_type(value):
+    with pytest.raises(ScheduleError, match="expected a schedule string like 'ds1:...', got "):
+        Schedule.loads(value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", 'not a detsched schedule file: expected a JSON object with a "schedule" string, got a list'),
+    ('"ds1:AAAA"', 'expected a JSON object with a "schedule" string, got a string'),
+    ('{"target": "x.py::main"}', 'not a detsched schedule file: it has no "schedule" key'),
+    ('{"schedule": 12}', 'not a detsched schedule file: its "schedule" is a number, not a \'ds1:...\' string'),
+    ('{"schedule": ["ds1:AAAA"]}', 'its "schedule" is a list, not'),
+    ('{"schedule": null}', 'its "schedule" is null, not'),
+    ("{not json", "not a detsched schedule file: not valid JSON (line 1"),
+])
+def test_malformed_schedule_files_are_refused_by_what_is_wrong(text, message):
+    with pytest.raises(ScheduleError) as info:
+        Schedule.from_json(text)
+    assert message in str(info.value)
+
+
+def passes():
+    pass
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("seed", "x", "seed must be an integer, got 'x'"),
+    ("seed", True, "seed must be an integer, got True (a bool)"),
+    ("seed", 1.5, "seed must be an integer, got 1.5"),
+    ("runs", True, "runs must be an integer from 1 to 1000000000, got True (a bool)"),
+    ("runs", 0, "runs must be an integer from 1 to"),
+    ("depth", False, "depth must be an integer from 1 to 100, got False (a bool)"),
+    ("max_steps", True, "max_steps must be a positive integer, got True (a bool)"),
+    ("max_steps", "100", "max_steps must be a positive integer, got '100'"),
+])
+def test_explore_refuses_options_of_the_wrong_type(option, value, message):
+    with pytest.raises(detsched.DetschedUsageError) as info:
+        detsched.explore(passes, **{option: value})
+    assert message in str(info.value)
