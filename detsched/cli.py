@@ -17,7 +17,7 @@ from . import __version__
 from .clock import real_monotonic
 from .errors import DetschedUsageError, ScheduleError
 from .explorer import MAX_RUNS, explore, replay_traced
-from .report import render_timeline
+from .report import pace, render_timeline
 from .schedule import ReplayDivergedWarning, Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save", metavar="FILE", help="write the failing schedule to FILE as JSON")
 
     for name, summary in (("replay", "reproduce a failure from its schedule"),
-                          ("show", "print a schedule's interleaving as a timeline, one column per thread")):
+                          ("show", "print a schedule's interleaving as a timeline, one column per thread (one row "
+                                    "per step, naming its thread, when there are too many threads)")):
         command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
         command.add_argument("source", metavar="FILE|TARGET",
                              help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
@@ -138,8 +139,7 @@ def _run(args) -> int:
                      preempt_writes=args.preempt_writes, progress=progress)
     if progress is not None:
         progress.clear()
-    print(f"explored {report.runs} run{'s' * (report.runs != 1)} in {report.elapsed:.2f}s "
-          f"({report.runs_per_second:,.0f} runs/s), strategy={report.strategy}, seed={report.seed}",
+    print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",
           file=sys.stderr)
     print(report)
     if report.failure is None:
@@ -233,8 +233,9 @@ class _Progress:
         now = real_monotonic()
         if now - self.shown >= PROGRESS_EVERY:
             self.shown = now
-            rate = done / max(now - self.started, 1e-9)
-            sys.stderr.write(f"\r  {done:,}/{self.total:,} runs ({rate:,.0f} runs/s)")
+            elapsed = max(now - self.started, 1e-9)
+            rate = f"{done / elapsed:,.0f} runs/s" if done >= elapsed else f"{elapsed / max(done, 1):.1f} s a run"
+            sys.stderr.write(f"\r  {done:,}/{self.total:,} runs ({rate})")
             sys.stderr.flush()
 
     def clear(self) -> None:

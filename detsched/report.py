@@ -15,6 +15,31 @@ KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "data-race", "livelock"
 REPORT_ROWS = 40
 #: Width of one thread's column in a timeline.
 COLUMN_WIDTH = 38
+#: Widest a timeline with one column per thread may be (the step numbers and every column but the
+#: last); with more threads than fit, each row names its thread instead (``narrow`` layout).
+MAX_TABLE_WIDTH = 160
+#: Width of the thread column of the narrow layout (longer thread names are cut).
+THREAD_WIDTH = 28
+
+
+def plural(count: int, word: str) -> str:
+    """``1 run``, ``2 runs``, ``0 runs``."""
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def pace(runs: int, elapsed: float) -> str:
+    """How many runs took how long, for summary lines: ``500 runs in 1.2 s (410 runs/s)``. One run,
+    or runs slower than one a second, give no rate that would round to nothing: ``1 run in 3.2 s``,
+    ``12 runs in 40.3 s (3.4 s a run)``."""
+    text = f"{plural(runs, 'run')} in {_seconds(elapsed)}"
+    if runs < 2 or elapsed <= 0:
+        return text
+    rate = runs / elapsed
+    return f"{text} ({rate:,.0f} runs/s)" if rate >= 1 else f"{text} ({_seconds(elapsed / runs)} a run)"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:,.1f} s"
 
 
 @dataclass(frozen=True)
@@ -55,8 +80,8 @@ class Failure:
             lines += [""] + [f"note: {note}" for note in self.notes]
         if self.trace:
             preemptions = self.schedule.preemptions
-            lines += ["", f"Interleaving ({preemptions} preemption{'s' * (preemptions != 1)}, "
-                          f"{len(self.trace)} steps):", self.timeline(REPORT_ROWS, compact=True)]
+            lines += ["", f"Interleaving ({plural(preemptions, 'preemption')}, {plural(len(self.trace), 'step')}):",
+                      self.timeline(REPORT_ROWS, compact=True)]
         return "\n".join(lines)
 
 
@@ -76,14 +101,15 @@ class Report:
 
     def __str__(self) -> str:
         if self.failure is None:
-            return f"passed: no failure in {self.runs} runs (strategy={self.strategy}, seed={self.seed})"
+            return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed})"
         f = self.failure
-        return (f"FAILED ({f.kind}) after {self.runs} run{'s' * (self.runs != 1)}: {f.message}\n{f.body}\n\n"
+        return (f"FAILED ({f.kind}) after {plural(self.runs, 'run')}: {f.message}\n{f.body}\n\n"
                 f"replay: {f.replay_command}")
 
 
 def render_timeline(trace, limit: int | None = None, *, compact: bool = False) -> str:
-    """One column per thread; each row is a step with its operation and ``file:line``.
+    """One column per thread; each row is a step with its operation and ``file:line``. With more
+    threads than fit in ``MAX_TABLE_WIDTH``, one row per step naming its thread instead.
 
     ``compact`` folds what a reader takes in at a glance into one row: a function entry into the
     operation that follows it in the same thread (``Bank.balance(): acquire...``), and an acquire
@@ -93,17 +119,28 @@ def render_timeline(trace, limit: int | None = None, *, compact: bool = False) -
     if not trace:
         return "  (no steps recorded)"
     tids = sorted({s.tid for s in trace})
-    names = {s.tid: s.thread for s in trace}
-    column = {tid: i for i, tid in enumerate(tids)}
-    header = "  step  " + "".join(f"T{tid} {names[tid]}"[:COLUMN_WIDTH - 1].ljust(COLUMN_WIDTH) for tid in tids)
+    names = {s.tid: f"T{s.tid} {s.thread}" for s in trace}
+    narrow = 8 + COLUMN_WIDTH * len(tids) > MAX_TABLE_WIDTH
+    if narrow:
+        width = min(max(map(len, names.values())), THREAD_WIDTH)
+        header = "  step  " + "thread".ljust(width + 2) + "operation"
+        rule = "  " + "-" * (len(header) - 2 + 40)
+    else:
+        header = "  step  " + "".join(names[tid][:COLUMN_WIDTH - 1].ljust(COLUMN_WIDTH) for tid in tids)
+        rule = "  " + "-" * (len(header) - 2)
     rows = _compact_rows(trace) if compact else [(s, s.op, s.where) for s in trace]
     shown = rows if limit is None or len(rows) <= limit else rows[-limit:]
-    lines = [header.rstrip(), "  " + "-" * (len(header) - 2)]
+    lines = [header.rstrip(), rule]
     if len(shown) < len(rows):
-        lines.append(f"  ...   ({shown[0][0].step - trace[0].step} earlier steps; `detsched show` prints them all)")
+        lines.append(f"  ...   ({plural(shown[0][0].step - trace[0].step, 'earlier step')}; "
+                     "`detsched show` prints them all)")
+    column = {tid: i for i, tid in enumerate(tids)}
     for first, text, where in shown:
         cell = text + (f" @{where}" if where else "") + (f" [{first.note}]" if first.note else "")
-        lines.append(f"  {first.step:>4}  {' ' * (COLUMN_WIDTH * column[first.tid])}{cell}")
+        if narrow:
+            lines.append(f"  {first.step:>4}  {names[first.tid][:width].ljust(width)}  {cell}")
+        else:
+            lines.append(f"  {first.step:>4}  {' ' * (COLUMN_WIDTH * column[first.tid])}{cell}")
     return "\n".join(lines)
 
 

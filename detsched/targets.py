@@ -101,7 +101,8 @@ def _lookup(module, qualname: str, target: str):
                 f"{target}: no {qualname!r} in {module.__name__}; functions there: {', '.join(available) or 'none'}"
             ) from None
     if not callable(value):
-        raise DetschedUsageError(f"{target} is a {type(value).__name__}, not a function")
+        kind = type(value).__name__
+        raise DetschedUsageError(f"{target} is {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, not a function")
     return value
 
 

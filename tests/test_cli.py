@@ -117,10 +117,68 @@ def test_passing_target_exits_zero(target, capsys):
     assert "passed: no failure in 20 runs" in capsys.readouterr().out
 
 
+def test_one_run_is_one_run_with_no_rate(target, capsys):
+    assert main(["run", f"{target}::passes", "--runs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "passed: no failure in 1 run (strategy=pct" in captured.out
+    assert captured.err.startswith("explored 1 run in ") and "runs/s" not in captured.err
+
+
+@pytest.mark.parametrize("runs, elapsed, text", [
+    (1, 3.2, "1 run in 3.2 s"),
+    (12, 40.3, "12 runs in 40.3 s (3.4 s a run)"),
+    (500, 1.25, "500 runs in 1.2 s (400 runs/s)"),
+    (2, 0.0, "2 runs in 0.00 s"),
+])
+def test_pace_never_prints_a_rate_that_rounds_to_nothing(runs, elapsed, text):
+    from detsched.report import pace
+
+    assert pace(runs, elapsed) == text
+
+
+MANY_THREADS = """
+import threading
+
+def main():
+    state = {"n": 0}
+    def add():
+        seen = state["n"]
+        state["n"] = seen + 1
+    threads = [threading.Thread(target=add, name=f"adder-{i}") for i in range(21)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["n"] == 21, f"n is {state['n']}"
+"""
+
+
+def timeline_lines(out):
+    """The lines of the interleaving table in ``out``: from its header to the next blank line."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  step  "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_timeline_of_many_threads_is_one_row_per_step_naming_the_thread(tmp_path, capsys):
+    many = tmp_path / "many.py"
+    many.write_text(MANY_THREADS)
+    assert main(["run", f"{many}::main", "--runs", "50"]) == 1
+    out = capsys.readouterr().out
+    schedule = replay_line(out).group(2)
+    assert main(["show", f"{many}::main", "--schedule", schedule]) == 1
+    shown = capsys.readouterr().out
+    for table in (timeline_lines(out), timeline_lines(shown)):
+        assert table[0].split() == ["step", "thread", "operation"]
+        assert max(map(len, table)) <= 120, max(table, key=len)
+        assert any(line.split()[1:3] == ["T21", "adder-20"] for line in table[2:])
+
+
 @pytest.mark.parametrize("spec, message", [
     ("missing.py::main", "target file 'missing.py' not found"),
     ("{target}::nope", "no 'nope' in buggy; functions there: main, needs_args, passes, transfer"),
-    ("{target}::NOT_A_FUNCTION", "is a int, not a function"),
+    ("{target}::NOT_A_FUNCTION", "is an int, not a function"),
     ("{target}::needs_args", "takes arguments (x)"),
     ("{target}", "names no function"),
     ("no_such_module_xyz:main", "module 'no_such_module_xyz' not found"),
