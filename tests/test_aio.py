@@ -98,6 +98,7 @@ def standalone_target(name: str, tmp_path) -> str:
 def test_schedule_replays_on_other_python_versions(name, python, tmp_path):
     target = standalone_target(name, tmp_path)
     failure = detsched.explore(target, runs=500, seed=11).failure
+    assert failure is not None, f"{target}: no failure in 500 runs with seed 11"
     assert replay_elsewhere(python, target, failure.schedule.dumps()) == f"{failure.kind} {failure.message}"
 
 
