@@ -4,18 +4,15 @@ scheduler's virtual clock, that reports asyncio deadlocks, lost wakeups, leaks a
 During a run, every event loop a controlled thread makes (``asyncio.run``, ``new_event_loop``,
 anyio's runner, an ``async def`` target) is a ``ControlledEventLoop``: a real
 ``asyncio.BaseEventLoop`` whose ``_run_once`` runs one ready callback per step instead of the whole
-ready queue. Which callbacks may run next keeps asyncio's guarantee that callbacks run in the order
-they were scheduled, and varies what does vary in production -- how long each awaited operation
-takes:
-
-- a task's step (its start, or its resumption after an await) may be delayed past handles
-  scheduled after it, as if what it awaited had taken longer;
-- a timer may fire late, never early;
-- a plain callback (``call_soon``, a future's done callback, ``call_soon_threadsafe``) is never
-  overtaken by anything scheduled after it.
-
-So the candidates at each step are the ready handles up to and including the first plain callback,
-and the default choice -- the one a schedule need not store -- is asyncio's own FIFO order.
+ready queue. It explores only orders the stock loop produces: callbacks run in the order they were
+scheduled (``call_soon``, a future's done callbacks, ``call_soon_threadsafe``, a task's first step
+and its resumption after ``await asyncio.sleep(0)`` alike), and the one thing that varies on a real
+loop with no real I/O -- how busy the loop is when a timer comes due -- lets a due timer fire late:
+after callbacks scheduled later, never before an earlier timer. Everything else that varies comes
+from threads (``to_thread``, ``run_in_executor``, ``call_soon_threadsafe``), whose steps interleave
+with the loop's. So the candidates at each step are the head of the ready queue and, when the head
+is a due timer, the first callback behind the due timers; the default choice -- the one a schedule
+need not store -- is asyncio's own FIFO order.
 
 Time is the scheduler's virtual clock: it stands still while anything is ready and jumps to the next
 timer when nothing is, so ``asyncio.sleep(3600)`` takes no real time. When nothing is ready, no timer
@@ -53,6 +50,10 @@ _PRIMITIVES = tuple(cls for cls in (asyncio.Lock, asyncio.Event, asyncio.Conditi
 #: detsched's per-thread profile hook that makes user function entry a scheduling point (Python
 #: before 3.12; later versions use sys.monitoring, which costs nothing outside user code).
 _CALL_POINTS = getattr(instrument, "_on_event", None)
+
+#: Consecutive steps of nothing but polling tasks before the loop counts them as spinning and lets
+#: virtual time pass to its next timer (see ``ControlledEventLoop._spinning``).
+POLLING_STEPS = 1000
 
 _policy: _ControlledPolicy | None = None  # the policy of the run in progress, if any
 _patcher: Patcher | None = None  # what that run patched, until it is restored
@@ -168,6 +169,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         self._abandoned: list[str] = []  # async generators the garbage collector had to close
         self._failure: FailureInfo | None = None  # from the exception handler; fails the run at the next step
         self._main_checked = False  # the first run_until_complete (asyncio.run's main) has been checked
+        self._polling_steps = 0  # consecutive steps in which every ready handle was a polling task
 
     @property
     def label(self) -> str:
@@ -237,7 +239,14 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             sched.fail(me, self._failure)
         if self._scheduled:
             self._release_due_timers()
-        note = self._let_threads_run() if len(sched.live) > 1 else None
+        polling = self._polling_tasks()
+        if len(sched.live) > 1:
+            note = self._let_threads_run(polling)
+        else:
+            note = None
+            if polling and self._spinning(polling) and self._scheduled:  # only time can change anything
+                sched.clock.advance_to(self._scheduled[0]._when)
+                self._release_due_timers()
         ready = self._ready
         while ready and ready[0]._cancelled:
             ready.popleft()
@@ -247,13 +256,14 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             return
         if note is None:  # each callback is a step (a decision among threads counted it already)
             sched.steps += 1  # the watchdog and max_steps count steps
+            sched.clock.tick()
         if len(ready) == 1 and not sched.tracing:
             handle = ready.popleft()
         else:
             handle = self._pick(note or "")
         if sched.steps > sched.max_steps:
             self._livelock(handle)
-        if note is not None and _resumes_after_yield(handle):
+        if _resumes_after_yield(handle):
             self._looked[_task_of(handle)] = self._others_progress()
         if self._call_points is None:
             handle._run()
@@ -275,18 +285,33 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             else:
                 self._ready.append(handle)
 
-    def _let_threads_run(self) -> str:
-        """Other controlled threads live: each step is an operation they may interleave with. Returns
-        the timeline note of that decision (e.g. "preempts T1"), which the step's own row carries."""
-        sched, me = self._sched, self._runner
+    def _polling_tasks(self) -> list[asyncio.Task]:
+        """The tasks of the ready handles if every one resumes a task from a bare yield
+        (``await asyncio.sleep(0)``): they are polling. Counts how long the loop has been polling."""
         live = [handle for handle in self._ready if not handle._cancelled]
-        if live and all(map(_resumes_after_yield, live)):
-            # Tasks that only resume from ``await asyncio.sleep(0)`` are polling: one can see
-            # something new only once another thread has taken a step since it last looked, or
-            # once the loop's next timer is due.
-            polling = [_task_of(handle) for handle in live]
-            op = Op("asyncio poll", self, lambda: self._news_for(polling),
-                    self._scheduled[0]._when if self._scheduled else None)
+        if not live or not all(map(_resumes_after_yield, live)):
+            self._polling_steps = 0
+            return []
+        self._polling_steps += 1
+        return [_task_of(handle) for handle in live]
+
+    def _spinning(self, polling: list[asyncio.Task]) -> bool:
+        """Whether the polling tasks can see nothing new without time passing: no other thread took a
+        step since they last looked, and they have polled long enough for tasks that count a few
+        yields before acting (``for _ in range(3): await asyncio.sleep(0)``) to have acted."""
+        return self._polling_steps >= POLLING_STEPS and not self._news_for(polling)
+
+    def _let_threads_run(self, polling: list[asyncio.Task]) -> str:
+        """Other controlled threads live: each step is an operation they may interleave with. Returns
+        the timeline note of that decision (e.g. "preempts T1"), which the step's own row carries.
+
+        Polling tasks are ready, so the loop is never blocked: a poll that can see nothing new
+        spins, which lets the other threads go first and virtual time pass up to the loop's next
+        timer when nobody else can run."""
+        sched, me = self._sched, self._runner
+        if polling:
+            op = Op("asyncio poll", self, None, self._scheduled[0]._when if self._scheduled else None)
+            me.spinning = self._spinning(polling)
         else:
             op = Op("asyncio step")
         sched.wait(me, op)
@@ -295,7 +320,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         last = sched.trace[-1] if sched.tracing and sched.trace else None
         if last is not None and last.tid == me.tid and last.op.startswith("asyncio "):
             sched.trace.pop()
-            return "" if last.note == "timed out" else last.note  # a poll that waited for the timer
+            return last.note
         return ""
 
     def _others_progress(self) -> int:
@@ -315,9 +340,10 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         for index, handle in enumerate(ready):
             if handle._cancelled:
                 continue
-            options.append(index)
-            if type(handle) is not asyncio.TimerHandle and _task_of(handle) is None:
-                break  # a plain callback: nothing after it may overtake it
+            if not options or type(handle) is not asyncio.TimerHandle:
+                options.append(index)
+            if type(handle) is not asyncio.TimerHandle:
+                break  # a callback or a task step: nothing after it may overtake it
         sched = self._sched
         mark = len(sched.trace)
         chosen = sched.choose(self._runner, len(options), "asyncio") if len(options) > 1 else 0

@@ -50,9 +50,8 @@ def _sleep(clock, seconds):
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
     me = current()
-    if seconds == 0:
-        me.spinning = True  # sleep(0) is how Python code says "let others run"
-        me.sched.wait(me, Op("sleep", None))
+    if seconds == 0:  # "let others run": a check that never succeeds, so a loop of them spins
+        me.sched.poll(me, Op("sleep", None), _never)
     else:
         me.sched.wait(me, Op(f"sleep({seconds:g})", None, _never, clock.deadline(seconds)))
 

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Callable
 
 from . import frames
-from .clock import VirtualClock, real_monotonic
+from .clock import VirtualClock, real_monotonic, real_sleep as _sleep
 from .errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
 from .schedule import default_task
 
@@ -34,6 +34,10 @@ _start_new_thread = _thread.start_new_thread
 #: Seconds a thread may run without reaching a scheduling point before the watchdog reports it as
 #: blocked outside detsched's control. Not Final: tests lower it.
 BLOCKED_AFTER = 10.0
+#: Virtual seconds within which timed waits that end close together end in any order (the kernel's
+#: timer slack and scheduling latency blur the order of wake-ups that close; asyncio's own timers
+#: keep their order).
+TIMER_SLACK = 1e-3
 #: Seconds the controller waits for an aborted thread to unwind before giving up on it.
 UNWIND_TIMEOUT = 2.0
 #: Run each execution's threads on one CPU (see ``_pin_to_one_cpu``). Not Final: turn it off where
@@ -86,7 +90,7 @@ class LogicalThread:
     """One controlled thread: its id in schedules, its OS thread and what it waits for."""
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
-                 "os_ident", "spinning", "idle", "ops", "last_poll")
+                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll")
 
     def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
         self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
@@ -101,6 +105,9 @@ class LogicalThread:
         self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
         self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
         self.last_poll: tuple[str, int] | None = None  # (loop, ops) after its last polling point
+        self.sync_ops = 0  # operations on a primitive so far: a poll loop repeats with none in between
+        # (kind, resource, sync_ops after it) of its latest failed poll, None once a poll succeeds.
+        self.failed_poll: tuple[str, object, int] | None = None
 
     def __repr__(self) -> str:
         return f"T{self.tid}"
@@ -178,6 +185,7 @@ class Scheduler:
         self.failure: FailureInfo | None = None
         self.usage_error: DetschedUsageError | None = None
         self.aborting = False
+        self.last_failed_poll = -1  # step of the latest failed poll: retrying threads suggest a livelock
         self.ended = _allocate_lock()  # released once when the run ends
         self.ended.acquire()
         self._end_once = _allocate_lock()
@@ -193,6 +201,8 @@ class Scheduler:
             raise RunAborted
         me.op = op
         me.ops += 1
+        if op.resource is not None:
+            me.sync_ops += 1
         if self.tracing:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
@@ -247,12 +257,28 @@ class Scheduler:
                 "than when the schedule was recorded"))
 
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
-        """A scheduling point for a non-blocking check (try-acquire, ``is_set``...). A thread whose
-        polls keep failing is spinning; it gives way to others at its next point (fairness)."""
+        """A scheduling point for a non-blocking check (try-acquire, ``is_set``...).
+
+        Spinning is a loop, not a check: a thread is spinning only when the same check failed the
+        last time too, with no other operation on a primitive in between. A spinning thread gives
+        way to others at its next point, and lets virtual time pass when nobody else can run. One
+        failed check (a try-lock before the slow path, the stdlib's ``Condition._is_owned`` probe)
+        is not spinning: time must not jump past a timed wait because of it."""
+        before = me.sync_ops
         self.wait(me, op)
-        result = progressed()
-        me.spinning = not result
-        return result
+        if progressed():
+            me.failed_poll = None
+            return True
+        self.last_failed_poll = self.steps
+        if op.kind == "try-acquire":
+            # CPython can switch threads when a failed try-acquire returns: without this point a
+            # thread that backs off (releases what it holds, then retries) could never be
+            # overtaken in between, and the classic livelock would be unreachable.
+            self.wait(me, Op("gave up", None, done=True))
+        spinning = me.failed_poll == (op.kind, op.resource, before)
+        me.failed_poll = (op.kind, op.resource, me.sync_ops)
+        me.spinning = spinning
+        return False
 
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
@@ -276,15 +302,21 @@ class Scheduler:
         """Pick who performs the next step. ``me`` (the thread at this point) may have finished."""
         if me.op is not None and not self._can_run(me):
             self._check_wait_cycle(me)
+        advanced = False
         while True:
             runnable = [t for t in self.live if self._can_run(t)]
-            # Time passes when every thread waits -- or only spins on polls, which burns time too.
-            if runnable and not all(t.spinning for t in runnable):
+            # Time passes when every thread waits -- or only spins on polls, which burns time too:
+            # once, up to the next deadline, which may be what the spinners wait for.
+            if runnable and (advanced or not all(t.spinning for t in runnable)):
                 break
             deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
                          and t.op.deadline > self.clock.monotonic()]
             if deadlines:
-                self.clock.advance_to(min(deadlines))
+                # Threads whose deadlines fall within TIMER_SLACK of the first wake up together, in
+                # an order the strategy picks: a real OS wakes sleepers that close in either order.
+                first = min(deadlines)
+                self.clock.advance_to(max(d for d in deadlines if d <= first + TIMER_SLACK))
+                advanced = True
                 continue
             if runnable:
                 break
@@ -311,6 +343,7 @@ class Scheduler:
             self.choice_points += 1
             chosen = self.threads[tid]
         self.steps += 1
+        self.clock.tick()
         self.path = _extend_path(self.path, chosen.tid, chosen.op.kind)
         if self.tracing:
             self._record(me, chosen, current)
@@ -362,12 +395,14 @@ class Scheduler:
             _install_trace_hooks()
             self.thread_setup()
             body()
-        except (RunAborted, SystemExit):
+        except RunAborted:
             pass
         except DetschedUsageError as exc:
             self._fail_usage(lt, exc, raise_=False)
         except BaseException as exc:  # an uncaught exception in any thread is a failure
-            if not self.aborting:
+            # ... but SystemExit ends only the thread it is raised in, as threading.excepthook has it;
+            # raised by the target itself, it is the test exiting with an error.
+            if not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
                 self.fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
                                            lt.label, frames.format_exception(exc), exc, self.steps),
                            raise_=False)
@@ -529,7 +564,13 @@ class Scheduler:
             if not t.exited.locked():
                 continue  # already gone
             if t is self.running and self.failure is not None and self.failure.kind == "blocked":
-                continue  # stuck outside our control; it will unwind if it ever comes back
+                # Stuck outside our control: stop it if it is running Python code (a loop with no
+                # point in it). One blocked in a C call (real I/O, a real lock) is left as it is.
+                if _runs_python(t):
+                    _interrupt(t)
+                    if t.exited.acquire(timeout=UNWIND_TIMEOUT):
+                        t.exited.release()
+                continue
             if t.park.locked() and not t.finished:
                 t.park.release()
             if t.exited.acquire(timeout=UNWIND_TIMEOUT):
@@ -565,6 +606,27 @@ def _pin_to_one_cpu() -> set[int] | None:
     except OSError:  # not allowed here (some containers): run unpinned
         return None
     return cpus
+
+
+def _runs_python(t: LogicalThread) -> bool:
+    """Whether ``t`` keeps a CPU busy (a loop), rather than waiting in a C call (real I/O, a real
+    lock) that an exception raised in it could not interrupt anyway."""
+    import time
+
+    try:
+        cpu_clock = time.pthread_getcpuclockid(t.os_ident)
+        before = time.clock_gettime(cpu_clock)
+        _sleep(0.05)
+        return time.clock_gettime(cpu_clock) - before > 0.01
+    except (AttributeError, OSError):  # no per-thread CPU clocks here
+        return False
+
+
+def _interrupt(t: LogicalThread) -> None:
+    """Raise ``RunAborted`` in ``t`` at its next bytecode."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.os_ident), ctypes.py_object(RunAborted))
 
 
 def _lost_wakeup(blocked: list[LogicalThread]) -> str | None:

@@ -134,8 +134,12 @@ def run_registered(thread: threading.Thread, body) -> None:
     try:
         body()
     finally:
-        with threading._active_limbo_lock:
-            threading._active.pop(ident, None)
+        # As the stdlib's bootstrap ends: ``_delete`` looks the thread up with ``get_ident()``, which
+        # libraries that track threads hook to see them exit.
+        try:
+            thread._delete()
+        except KeyError:  # a subclass or library removed it already
+            pass
 
 
 def main_thread() -> threading.Thread:

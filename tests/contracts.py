@@ -22,3 +22,10 @@ def raises(call, error, phrase=""):
         assert phrase in str(exc), f"{type(exc).__name__}: {exc}"
     else:
         raise AssertionError(f"expected {error.__name__} {phrase}".rstrip())
+
+
+def virtual(seconds: float):
+    """``seconds`` of virtual time, give or take the little that each scheduling step takes."""
+    import pytest
+
+    return pytest.approx(seconds, abs=1e-2)

@@ -1,8 +1,10 @@
 """Regression tests for false alarms found by running the own test suites of real libraries under
 detsched: programs that pass plainly must pass under detsched, and every session must end."""
 
+import asyncio
 import queue
 import threading
+import time
 
 import detsched
 from detsched import clock
@@ -38,3 +40,114 @@ def test_real_thread_started_before_a_run_keeps_real_primitives():
         thread.join(5)
     assert errors == []
     assert not thread.is_alive()
+
+
+def one_failed_try_acquire_then_the_slow_path():
+    lock, done = threading.Lock(), threading.Event()
+
+    def worker():
+        if not lock.acquire(blocking=False):
+            lock.acquire()  # the slow path
+        lock.release()
+        done.set()
+
+    lock.acquire()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(0.01)  # the worker tries the lock meanwhile
+    lock.release()
+    assert done.wait(timeout=1), "timed out although the worker was about to set()"
+    thread.join()
+
+
+def test_one_failed_check_is_not_spinning():
+    # Virtual time may only jump past the timed wait when no thread can make progress without it.
+    assert detsched.explore(one_failed_try_acquire_then_the_slow_path, runs=300).failure is None
+
+
+def backing_off_workers():
+    first, second = threading.Lock(), threading.Lock()
+    rounds = []
+
+    def worker(mine, other):
+        for _ in range(50):
+            with mine:
+                if other.acquire(blocking=False):
+                    other.release()
+                    return
+            rounds.append(1)
+        raise AssertionError("gave up after 50 rounds of backing off")
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_switch_after_a_failed_try_acquire_makes_the_back_off_livelock_reachable():
+    failure = detsched.explore(backing_off_workers, runs=500).failure
+    assert failure is not None and "gave up after 50 rounds" in failure.message
+
+
+# ----------------------------------------------------------------------------- asyncio
+
+
+async def a_new_task_runs_before_its_creator_resumes():
+    steps = []
+
+    async def child():
+        steps.append("child started")
+        await asyncio.sleep(0)
+        steps.append("child resumed")
+
+    task = asyncio.create_task(child())
+    await asyncio.sleep(0)
+    assert steps == ["child started"], steps  # as in CPython's own asyncio tests
+    await asyncio.sleep(0)
+    assert steps == ["child started", "child resumed"], steps
+    await task
+
+
+def test_asyncio_callbacks_and_task_steps_keep_their_fifo_order():
+    assert detsched.explore(a_new_task_runs_before_its_creator_resumes, runs=200).failure is None
+
+
+async def polls_until_a_timer_sets_a_flag():
+    state = {"stop": False}
+
+    async def stop_soon():
+        await asyncio.sleep(0.01)
+        state["stop"] = True
+
+    stopper = asyncio.create_task(stop_soon())
+    while not state["stop"]:
+        await asyncio.sleep(0)
+    await stopper
+
+
+def test_timers_fire_while_tasks_poll_with_sleep_zero():
+    assert detsched.explore(polls_until_a_timer_sets_a_flag, runs=20).failure is None
+
+
+async def watches_a_worker_thread():
+    progress = {"done": 0}
+
+    def work():
+        for _ in range(3):
+            progress["done"] += 1
+
+    async def watch():
+        while True:  # looks, yields, and stops once what it saw before yielding was complete
+            seen = progress["done"]
+            await asyncio.sleep(0)
+            if seen == 3:
+                return
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.to_thread(work)
+    await watcher
+
+
+def test_a_ready_task_is_never_a_deadlock():
+    assert detsched.explore(watches_a_worker_thread, runs=200).failure is None

@@ -48,7 +48,7 @@ def main():
     READY.wait()
     w.join()
     assert w.seen == ("first", True), w.seen
-    assert monotonic() - start == 10
+    assert abs(monotonic() - start - 10) < 0.01
     assert "detsched" in repr(Registry.guard)  # a class attribute, swapped for the run
 """
 
@@ -109,7 +109,7 @@ def test_real_functions_outside_controlled_threads():
         results.append(time.time())
 
     detsched.explore(main, runs=1)
-    assert set(results) == {1_700_000_000.0}
+    assert len(results) == 2 and all(1_700_000_000.0 <= t < 1_700_000_000.001 for t in results)
     assert time.time() > 1_700_000_000.0 + 10**7  # outside the run: the real clock
 
 

@@ -261,7 +261,7 @@ def wait_in_a_loop_that_reads_shared_state():
     start = time.monotonic()
     while not DONE.is_set() and time.monotonic() - start < 3:
         DONE.wait(1)
-    assert time.monotonic() - start == 3, time.monotonic() - start
+    assert abs(time.monotonic() - start - 3) < 0.01, time.monotonic() - start
 
 
 def test_a_loop_that_waits_in_its_body_is_not_spinning():
