@@ -188,8 +188,6 @@ def test_bad_targets_are_usage_errors(target, capsys, spec, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="the scheduler still swallows SystemExit in a controlled thread "
-                                       "(scheduler._bootstrap); it is to become an exception failure")
 def test_target_calling_sys_exit_is_reported_as_failed(tmp_path, capsys):
     exits = tmp_path / "exits.py"
     exits.write_text("import sys\n\ndef main():\n    sys.exit(3)\n")
