@@ -392,10 +392,8 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
 
     def _livelock(self, handle) -> None:
         what, where = _describe_handle(handle)
-        self._sched.fail(self._runner, FailureInfo(
-            "livelock", f"the run did not finish within max_steps={self._sched.max_steps} steps; the last one: "
-            f"{what}{' at ' + where if where else ''}. A task may be polling in a loop for something that never "
-            "happens (raise max_steps if the test is just long)", self._runner.label, _stacks(self._pending())))
+        self._sched.out_of_steps(self._runner, self._polling_steps > 0, what + (f" at {where}" if where else ""),
+                                 _stacks(self._pending()))
 
     def _check_after_main(self) -> None:
         """The main coroutine returned: fail on a task exception nothing retrieved, then on leaks."""

@@ -23,9 +23,10 @@ from .targets import Target, resolve
 _one_run_at_a_time = _thread.allocate_lock()
 #: Largest ``runs`` accepted; more is almost certainly a typo.
 MAX_RUNS = 10**9
-#: Failures whose replay is not worth shrinking: a livelock always runs to the step bound, and a
-#: thread blocked outside control costs the watchdog's whole timeout per run.
-_NOT_SHRUNK = ("livelock", "blocked")
+#: Failures whose replay is not worth shrinking: a livelock (or a test longer than the bound)
+#: always runs to the step bound, and a thread blocked outside control costs the watchdog's whole
+#: timeout per run.
+_NOT_SHRUNK = ("livelock", "step-limit", "blocked")
 
 
 def _check_options(runs: int, depth: int, max_steps: int) -> None:

@@ -13,7 +13,7 @@ from collections import deque
 
 from .errors import DetschedUsageError
 from .scheduler import Op, current
-from .sync import Condition, Lock, make_label, real_outside_control, timed_wait
+from .sync import Condition, Lock, check_reachable, make_label, real_outside_control, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full
 ShutDown = getattr(_stdlib_queue, "ShutDown", None)  # Python 3.13+
@@ -25,6 +25,7 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
         raise ValueError("'timeout' must be a non-negative number")
     me = current()
     if me is None:
+        check_reachable(q, f"{kind}()")
         if ready():
             return act()
         if not block:
@@ -199,7 +200,9 @@ class SimpleQueue:
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         me = current()
-        if me is not None:
+        if me is None:
+            check_reachable(self, "put()")
+        else:
             me.sched.wait(me, Op("put", self))
         self._items.append(item)
 

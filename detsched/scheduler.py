@@ -38,6 +38,8 @@ BLOCKED_AFTER = 10.0
 #: timer slack and scheduling latency blur the order of wake-ups that close; asyncio's own timers
 #: keep their order).
 TIMER_SLACK = 1e-3
+#: A run that reaches max_steps is a livelock if some poll failed within this many last steps.
+RETRYING_WINDOW = 1000
 #: Seconds the controller waits for an aborted thread to unwind before giving up on it.
 UNWIND_TIMEOUT = 2.0
 #: Run each execution's threads on one CPU (see ``_pin_to_one_cpu``). Not Final: turn it off where
@@ -185,7 +187,7 @@ class Scheduler:
         self.failure: FailureInfo | None = None
         self.usage_error: DetschedUsageError | None = None
         self.aborting = False
-        self.last_failed_poll = -1  # step of the latest failed poll: retrying threads suggest a livelock
+        self.last_failed_poll: int | None = None  # step of the latest failed poll: retrying threads suggest a livelock
         self.ended = _allocate_lock()  # released once when the run ends
         self.ended.acquire()
         self._end_once = _allocate_lock()
@@ -348,11 +350,24 @@ class Scheduler:
         if self.tracing:
             self._record(me, chosen, current)
         if self.steps > self.max_steps:
-            self.fail(me, FailureInfo(
-                "livelock", f"no thread finished within max_steps={self.max_steps} scheduling steps; "
-                "a thread may be spinning or looping forever (raise max_steps if the test is just long)",
-                step=self.steps))
+            retrying = self.last_failed_poll is not None and self.steps - self.last_failed_poll < RETRYING_WINDOW
+            spinning = retrying or any(t.spinning for t in self.live)
+            self.out_of_steps(me, spinning)
         return chosen
+
+    def out_of_steps(self, me: LogicalThread, spinning: bool, last: str = "", details: str = "") -> None:
+        """Fail a run that reached ``max_steps``: a livelock if threads were spinning or retrying
+        operations that fail, else a test longer than the bound (kind ``step-limit``)."""
+        bound = f"the run did not finish within max_steps={self.max_steps} scheduling steps"
+        where = f"; the last one: {last}" if last else ""
+        if spinning:
+            self.fail(me, FailureInfo(
+                "livelock", f"{bound}{where}, and its threads were spinning or retrying operations that keep "
+                "failing: a livelock (if the test is just long, raise max_steps)", me.label, details))
+        self.fail(me, FailureInfo(
+            "step-limit", f"{bound} ({self.clock.elapsed:.3g} s of virtual time){where}, and its threads kept "
+            "making progress: the test is longer than the bound rather than stuck. Raise it: max_steps= in "
+            "explore(), @pytest.mark.detsched(max_steps=...) or --detsched-max-steps", me.label, details))
 
     def _record(self, me: LogicalThread, chosen: LogicalThread, current: int | None) -> None:
         op = chosen.op
@@ -511,6 +526,10 @@ class Scheduler:
     def _end(self) -> None:
         # From here on nothing is scheduled: threads still unwinding (the failing one, through its
         # finally blocks) must not run others, or the trace would go on past the failure.
+        if not self.aborting:
+            for t in self.live:
+                if t.op is not None and not self._can_run(t):
+                    _orphan(t)
         self.aborting = True
         if self._end_once.acquire(False):
             self.ended.release()
@@ -606,6 +625,17 @@ def _pin_to_one_cpu() -> set[int] | None:
     except OSError:  # not allowed here (some containers): run unpinned
         return None
     return cpus
+
+
+def _orphan(t: LogicalThread) -> None:
+    """Mark the primitive ``t`` waits in as orphaned: the run ends and ``t`` is unwound, so nothing
+    outside the run may count on it answering (see ``sync.check_reachable``)."""
+    resource = t.op.resource if t.op is not None else None
+    if resource is not None and getattr(resource, "label", None) is not None:
+        try:
+            resource._ds_orphaned = t.label
+        except AttributeError:  # a primitive with __slots__
+            pass
 
 
 def _runs_python(t: LogicalThread) -> bool:

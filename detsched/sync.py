@@ -57,6 +57,21 @@ def _outside(primitive, what: str) -> DetschedUsageError:
     )
 
 
+def check_reachable(primitive, what: str) -> None:
+    """Refuse ``what`` from a thread detsched does not control on a primitive that a thread of an
+    ended run was waiting in when the run ended: that thread is gone, so a put, set or notify would
+    reach nobody, and code waiting for its answer (a worker registry's ``stop()`` at a module
+    fixture's teardown) would wait for ever."""
+    orphaned = getattr(primitive, "_ds_orphaned", None)
+    if orphaned is None or current() is not None:
+        return
+    raise DetschedUsageError(
+        f"{primitive.label} was made during a detsched run that has ended; {orphaned} was waiting in it when "
+        f"the run ended and is gone, so this {what} from thread {threading.current_thread().name!r} reaches "
+        "nobody. Objects a run makes (workers kept in a module-level registry) must not be used after it: "
+        "stop them in the test or in a function-scoped fixture, which every run sets up and tears down")
+
+
 def _take_outside(primitive, taken: bool, blocking: bool) -> bool:
     if taken or not blocking:
         return taken
@@ -348,7 +363,9 @@ class Condition:
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         me = current()
-        if me is not None:
+        if me is None:
+            check_reachable(self, "notify()")
+        else:
             me.sched.wait(me, Op("notify" if n == 1 else "notify_all", self))
             # Only the latest notify counts: if a later one woke somebody, a hang is not the
             # early notify's fault.
@@ -477,7 +494,9 @@ class Event:
 
     def set(self) -> None:
         me = current()
-        if me is not None:
+        if me is None:
+            check_reachable(self, "set()")
+        else:
             me.sched.wait(me, Op("set", self))
             self._set_at = (me.sched.steps, me.label)
         self._flag = True

@@ -12,16 +12,18 @@ import pytest
 
 from detsched import hooks
 from detsched.errors import DetschedUsageError
+from detsched.report import pace, plural
 from detsched.reproduce import reproduced_schedule
 from detsched.schedule import Schedule, fingerprint
 
 from . import hookspecs
 from .options import MARKER_HELP, Options, add_options, check_strategy, default_seed, marker_settings, read_options
-from .runner import TESTS_PREFIX, ItemRunner, Plan, RunContext
+from .runner import SETUP_STARTED_THREADS, TESTS_PREFIX, ItemRunner, Plan, RunContext, counting_thread_starts
 
 _PLAN = pytest.StashKey[Plan]()
 _CONTEXT = pytest.StashKey[RunContext]()
 _PROBLEM = pytest.StashKey[str]()
+_NOT_EXPLORED = pytest.StashKey[str]()  # why --detsched-all leaves an item to run as usual
 #: The parameter --detsched-shards adds to marked tests; its value is the shard number.
 SHARD_PARAMETER = "_detsched_shard"
 #: Tests named in a usage error before the list is cut short.
@@ -98,10 +100,21 @@ class DetschedSession:
             if item in problems or None in problems:
                 item.stash[_PROBLEM] = f"detsched: {problems.get(item) or problems[None]}"
 
-    def pytest_runtest_setup(self, item) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):
         problem = item.stash.get(_PROBLEM, None)
         if problem is not None:
             pytest.fail(problem, pytrace=False)
+        reason = item.stash.get(_NOT_EXPLORED, None)
+        if reason is not None:  # the summary says so (reports carry it from xdist workers too)
+            item.user_properties.append(("detsched", {"test": unsharded_id(item), "mode": "plain", "reason": reason}))
+        plan = item.stash.get(_PLAN, None)
+        if plan is None or not plan.probe:
+            return (yield)
+        with counting_thread_starts() as started:  # a test's threads may start in its fixtures
+            result = yield
+        item.stash[SETUP_STARTED_THREADS] = bool(started)
+        return result
 
     def _plan(self, item) -> Plan | None:
         if not isinstance(item, pytest.Function):
@@ -114,16 +127,18 @@ class DetschedSession:
         probe = marker is None and replay is None
         if isinstance(item.cls, type) and issubclass(item.cls, unittest.TestCase):
             if probe:
-                return None
+                return self._not_explored(item, "a unittest.TestCase method")
             raise DetschedUsageError("unittest.TestCase methods cannot be explored yet; write the test as a "
                                      "plain pytest function")
         if getattr(item.obj, "is_hypothesis_test", False):
             if probe:
-                return None
+                return self._not_explored(item, "a Hypothesis test")
             raise DetschedUsageError("a Hypothesis test cannot be explored run by run; let Hypothesis draw the "
                                      "interleavings with detsched.hypothesis.schedules() instead")
         if probe and inspect.iscoroutinefunction(item.obj):
-            return None  # an async test belongs to its own plugin unless marked
+            # Its own plugin runs it, in a loop its fixtures may be bound to: a plain probe call
+            # cannot tell whether it starts threads. Marked, it runs in detsched's loop.
+            return self._not_explored(item, "an async test; mark it @pytest.mark.detsched to explore it")
         settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults
         check_strategy(settings.strategy)
         first_run, runs = 0, settings.runs
@@ -134,6 +149,10 @@ class DetschedSession:
             runs = end - first_run
         seed = settings.seed if settings.seed is not None else default_seed(name)
         return Plan(settings, name, seed, first_run, runs, replay, origin, probe)
+
+    @staticmethod
+    def _not_explored(item, reason: str) -> None:
+        item.stash[_NOT_EXPLORED] = reason
 
     def _replay_for(self, item, name: str) -> tuple[Schedule | None, str]:
         given = self.options.replay
@@ -242,10 +261,13 @@ class _ConftestStrategies:
 
 
 def summary_lines(results: list[dict]) -> list[str]:
-    """One line per explored test (its shards added up), then the totals and failures by kind."""
+    """One line per explored test (its shards added up), the totals and failures by kind, then
+    the tests not explored, by reason."""
     merged: dict[str, dict] = {}
+    skipped: dict[str, list[str]] = {}  # reason -> tests not explored for it
     for result in results:
         if result["mode"] == "plain":
+            skipped.setdefault(result["reason"], []).append(result["test"])
             continue
         entry = merged.setdefault(result["test"], {**result, "runs": 0, "elapsed": 0.0, "kind": None})
         entry["runs"] += result["runs"]
@@ -257,14 +279,18 @@ def summary_lines(results: list[dict]) -> list[str]:
         if entry["kind"]:
             kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
         lines.append(f"{name}: {_describe(entry)}")
-    if not lines:
-        return []
-    runs = sum(entry["runs"] for entry in merged.values())
-    elapsed = sum(entry["elapsed"] for entry in merged.values())
-    total = f"{len(merged)} test{'s' * (len(merged) != 1)}, {runs} runs in {elapsed:.2f}s"
-    if kinds:
-        total += "; failures: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    return lines + [total]
+    if lines:
+        runs = sum(entry["runs"] for entry in merged.values())
+        elapsed = sum(entry["elapsed"] for entry in merged.values())
+        total = f"{plural(len(merged), 'test')}, {pace(runs, elapsed)}"
+        if kinds:
+            total += "; failures: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        lines.append(total)
+    for reason in sorted(skipped):
+        tests = sorted(set(skipped[reason]))
+        shown = ", ".join(tests[:NAMED_TESTS]) + (f" and {len(tests) - NAMED_TESTS} more" if len(tests) > NAMED_TESTS else "")
+        lines.append(f"not explored ({reason}): {plural(len(tests), 'test')}, ran as usual: {shown}")
+    return lines
 
 
 def _describe(entry: dict) -> str:
@@ -276,6 +302,4 @@ def _describe(entry: dict) -> str:
     if entry["mode"] in ("replay", "cached"):
         source = "a given" if entry["mode"] == "replay" else "the cached failing"
         return f"replayed {source} schedule" + (failed or ", passed")
-    rate = entry["runs"] / entry["elapsed"] if entry["elapsed"] > 0 else 0.0
-    runs = f"{entry['runs']} run{'s' * (entry['runs'] != 1)}"
-    return f"{runs}, {rate:,.0f} runs/s (strategy {entry['strategy']}, seed {entry['seed']}){failed}"
+    return f"{pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']}, seed {entry['seed']}){failed}"

@@ -5,7 +5,6 @@ that replay it."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import os
 import re
@@ -95,28 +94,36 @@ class ItemRunner:
 
     def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None):
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
-        arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
-        function = _test_function(item.obj)
-        self.call = functools.partial(function, **arguments)
+        self.function = _test_function(item.obj)
+        self.fixtures = FunctionFixtures(item)
         self.target = Target(self._body, plan.test_id, plan.test_id)
         # Tasks of an async test interleave in detsched's event loop even without threads.
-        self.saw_threads = inspect.iscoroutinefunction(function)
+        self.saw_threads = inspect.iscoroutinefunction(self.function)
         self.raised = False
         self.stats = {"test": plan.test_id, "runs": 0, "elapsed": 0.0, "strategy": plan.settings.strategy,
                       "seed": plan.seed, "kind": None, "mode": "explore"}
 
     def run(self) -> None:
-        if self.plan.probe and not _starts_threads(self.call):
-            self.stats["mode"] = "plain"
-            return
+        if self.plan.probe:
+            # The test's own run, as pytest would make it: it decides whether there is anything
+            # to explore, and a test that cannot run under control keeps this outcome.
+            with counting_thread_starts() as started:
+                self.item.obj(**self.fixtures.arguments())
+            if not started and not self.item.stash.get(SETUP_STARTED_THREADS, False):
+                self.stats.update(mode="plain", reason="started no thread")
+                return
         try:
             with _watchdog_within(_timeout(self.item)):
+                self.fixtures.teardown()  # every run sets up and tears down its own
                 if self.plan.replay is not None:
                     self._replay_given()
                 elif not self._replay_cached():
                     self._explore()
             return
         except DetschedUsageError as exc:
+            if self.plan.probe:
+                self.stats.update(mode="plain", reason=f"cannot run under control: {_first_sentence(exc)}")
+                return
             problem = f"detsched: {exc}"
         self.stats["mode"] = "error"
         pytest.fail(problem, pytrace=False)  # outside the except block: no "during handling" chain
@@ -124,8 +131,22 @@ class ItemRunner:
     # ----------------------------------------------------------------- the test body, once per run
 
     def _body(self):
+        """One run: the test's function-scoped fixtures are set up, used and torn down inside it,
+        so every run starts from the fixtures the test would have had, and what a fixture's
+        teardown does (stopping the test's workers) happens under control, before leaks are
+        judged."""
         try:
-            return self.call()
+            try:
+                arguments = self.fixtures.setup()
+            except Exception as error:
+                raise DetschedUsageError(
+                    f"setting up the test's fixtures failed under detsched's control ({type(error).__name__}: "
+                    f"{error}); a fixture that needs the real main thread, real processes or real I/O cannot be "
+                    "set up inside a run") from error
+            try:
+                return self.function(**arguments)
+            finally:
+                self.fixtures.teardown()
         except BaseException:
             self.raised = True
             raise
@@ -156,6 +177,9 @@ class ItemRunner:
                 "run. Remove @pytest.mark.detsched, or start the threads inside the test body."))
             return
         self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed)
+        if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
+            self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
+            return
         if report.failure is not None:
             self._remember(report.failure)
             self._fail(report.failure, self._found_headline(report))
@@ -230,10 +254,10 @@ class ItemRunner:
         lines = [headline, text.rstrip()]
         if failure.notes and failure.run_index > 0:
             lines.append(
-                "note: function-scoped fixtures are created once per test and shared by all its runs; a "
-                "failure that appears only after earlier runs, and not on its own replay, is often state a "
-                "run left in a fixture (a list appended to, a file written). Build such state inside the "
-                "test body.")
+                "note: every run sets up the test's function-scoped fixtures afresh, but module globals and "
+                "fixtures of a wider scope are shared by all its runs; a failure that appears only after "
+                "earlier runs, and not on its own replay, is often state an earlier run left there (a list "
+                "appended to, a file written). Keep such state in the test or in a function-scoped fixture.")
         lines += ["", *replay_lines(self.item, self.plan.test_id, failure.schedule.dumps())]
         pytest.fail("\n".join(lines), pytrace=False)
 
@@ -294,8 +318,58 @@ def _watchdog_within(timeout: float | None):
         scheduler.BLOCKED_AFTER = saved
 
 
-def _starts_threads(call) -> bool:
-    """Call ``call`` as pytest would, and say whether it started a thread."""
+class FunctionFixtures:
+    """The test's function-scoped fixtures, which every run sets up afresh and tears down itself.
+
+    Built on pytest's fixture machinery (``FixtureDef.finish`` and the request's fixture cache): a
+    fixture torn down here is set up again by the next ``setup``, with its dependencies, params
+    and finalizers, as pytest would for the next test. Higher-scoped fixtures are shared by all
+    runs, as by all tests of their scope."""
+
+    def __init__(self, item: pytest.Item):
+        self.item = item
+        self.request = item._request
+        defs = self.request._fixture_defs
+        # In setup order: torn down in reverse, so a fixture goes before those it depends on.
+        self.names = [name for name, fixturedef in defs.items() if fixturedef.scope == "function"]
+
+    def arguments(self) -> dict:
+        """The test function's arguments, from the fixtures now set up."""
+        return {name: self.item.funcargs[name] for name in self.item._fixtureinfo.argnames}
+
+    def setup(self) -> dict:
+        self.request._fillfixtures()  # sets up whatever is not set up: the function-scoped ones
+        return self.arguments()
+
+    def teardown(self) -> None:
+        errors = []
+        defs = self.request._fixture_defs
+        for name in reversed(self.names):
+            self.item.funcargs.pop(name, None)
+            fixturedef = defs.pop(name, None)
+            if fixturedef is None:
+                continue
+            try:
+                fixturedef.finish(self.request)
+            except BaseException as error:  # pytest goes on tearing down the others too
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+def _first_sentence(error: BaseException) -> str:
+    """The gist of a usage error, for a summary line: its first sentence, up to a colon if long."""
+    text = str(error).split(". ", 1)[0]
+    return text.split(": ", 1)[0] if len(text) > 100 else text
+
+
+#: Whether the item's fixtures started a thread during pytest's setup (items --detsched-all probes).
+SETUP_STARTED_THREADS = pytest.StashKey[bool]()
+
+
+@contextlib.contextmanager
+def counting_thread_starts():
+    """Count ``Thread.start()`` calls in the block: yields the list of threads started."""
     real_start = threading.Thread.start
     started = []
 
@@ -305,7 +379,6 @@ def _starts_threads(call) -> bool:
 
     threading.Thread.start = counting_start
     try:
-        call()
+        yield started
     finally:
         threading.Thread.start = real_start
-    return bool(started)

@@ -99,7 +99,7 @@ def test_fixed_twin_passes_all_its_runs(pytester):
     pytester.makepyfile(test_counter=FIXED)
     result = run(pytester)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs, * runs/s (strategy pct, seed *)"])
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs in * (* runs/s) (strategy pct, seed *)"])
 
 
 def test_pasted_replay_line_reproduces_the_same_failure(pytester):
@@ -113,15 +113,13 @@ def test_pasted_replay_line_reproduces_the_same_failure(pytester):
                                  f"Replay with: *--detsched-replay='{schedule}'"])
 
 
-def test_replay_after_the_fix_says_the_schedule_no_longer_applies(pytester):
+def test_replay_after_the_fix_passes_and_says_the_schedule_no_longer_applies(pytester):
     pytester.makepyfile(test_counter=BUGGY)
     schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
     pytester.makepyfile(test_counter=FIXED)
     result = run(pytester, "-p", "no:cacheprovider", f"--detsched-replay={schedule}")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["detsched: replay diverged at step *",
-                                 "The schedule from --detsched-replay no longer applies. If the code changed to fix "
-                                 "this failure, run the test without it to explore again."])
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*ReplayDivergedWarning: the run no longer followed the schedule after decision *"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -188,8 +186,8 @@ def test_defaults():
     assert count_twice(SafeCounter()) == 2
 """)
     result = run(pytester)
-    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs, * (strategy random, seed *)",
-                                 "test_counter.py::test_defaults: 20 runs, * (strategy random, seed *)"])
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: 300 runs in * (strategy random, seed *)",
+                                 "test_counter.py::test_defaults: 20 runs in * (strategy random, seed *)"])
 
 
 def test_replay_string_of_another_test_is_a_usage_error_naming_both(pytester):
@@ -376,7 +374,7 @@ def test_fixture(detsched):
     result.stdout.fnmatch_lines(["detsched: the detsched fixture needs a test explored by detsched*"])
 
 
-def test_failure_after_earlier_runs_blames_shared_fixture_state(pytester):
+def test_every_run_gets_fresh_function_scoped_fixtures(pytester):
     pytester.makepyfile(test_state=COUNTER + """
 
 @pytest.fixture
@@ -388,12 +386,82 @@ def calls():
 def test_state(calls):
     calls.append(1)
     assert count_twice(SafeCounter()) == 2
-    assert len(calls) != 3
+    assert calls == [1]
+""")
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_failure_after_earlier_runs_blames_state_shared_by_runs(pytester):
+    pytester.makepyfile(test_state=COUNTER + """
+
+CALLS = []
+
+
+@pytest.mark.detsched(runs=10)
+def test_state():
+    CALLS.append(1)
+    assert count_twice(SafeCounter()) == 2
+    assert len(CALLS) != 3
 """)
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["note: this failure did not happen again when its schedule was replayed*",
-                                 "note: function-scoped fixtures are created once per test and shared by all*"])
+                                 "note: every run sets up the test's function-scoped fixtures afresh, but module*"])
+
+
+WORKERS = """
+import queue
+import threading
+
+import pytest
+
+REGISTRY = []
+
+
+class Worker:
+    def __init__(self):
+        self.inbox = queue.Queue()
+        threading.Thread(target=self._serve).start()
+        REGISTRY.append(self)
+
+    def _serve(self):
+        while True:
+            message, reply = self.inbox.get()
+            if message == "stop":
+                reply.put("stopped")
+                return
+
+    def stop(self):
+        reply = queue.Queue()
+        self.inbox.put(("stop", reply))
+        return reply.get()
+
+
+@pytest.fixture(scope="SCOPE")
+def workers():
+    yield
+    while REGISTRY:
+        assert REGISTRY.pop().stop() == "stopped"
+
+
+def test_worker(workers):
+    Worker()
+"""
+
+
+def test_workers_a_fixture_stops_at_teardown_are_stopped_in_every_run(pytester):
+    pytester.makepyfile(test_workers=WORKERS.replace("SCOPE", "function"))
+    result = pytester.runpytest_subprocess(*PLUGIN, "--detsched-all", "--detsched-runs=20", timeout=120)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_workers.py::test_worker: 20 runs*"])
+
+
+@pytest.mark.skip(reason="needs threads left blocked at a run's end to go on outside control")
+def test_objects_of_a_run_used_after_it_fail_with_where_they_were_made_instead_of_hanging(pytester):
+    pytester.makepyfile(test_workers=WORKERS.replace("SCOPE", "module"))
+    result = pytester.runpytest_subprocess(*PLUGIN, "--detsched-all", "--detsched-runs=5", timeout=60)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*Queue(test_workers.py:13) was made during a detsched run that has ended*"])
 
 
 def test_skip_inside_an_explored_test_skips_it(pytester):
@@ -439,7 +507,7 @@ def test_deadlock():
         thread.join()
 """)
     result = run(pytester)
-    result.stdout.fnmatch_lines(["2 tests, * runs in *s; failures: 1 deadlock, 1 exception"])
+    result.stdout.fnmatch_lines(["2 tests, * runs in * s*; failures: 1 deadlock, 1 exception"])
 
 
 def test_conftest_adds_a_strategy_by_name(pytester):
@@ -531,3 +599,79 @@ def test_given(number):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: detsched: test_given.py::test_given: a Hypothesis test cannot be explored "
                                  "run by run; *detsched.hypothesis.schedules()*"])
+
+
+ALL_KINDS_OF_TESTS = """
+import asyncio
+import subprocess
+import sys
+import threading
+import unittest
+
+import pytest
+
+
+def test_starts_a_subprocess():
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+def test_longer_than_the_step_bound():
+    counter = {"n": 0}
+
+    def count():
+        for _ in range(200):
+            with lock:
+                counter["n"] += 1
+
+    lock = threading.Lock()
+    workers = [threading.Thread(target=count) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert counter["n"] == 400
+
+
+@pytest.fixture
+def server():
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    yield stop
+    stop.set()
+    thread.join()
+
+
+def test_threads_started_by_a_fixture(server):
+    assert not server.is_set()
+
+
+class TestCase(unittest.TestCase):
+    def test_method(self):
+        pass
+
+
+@pytest.mark.asyncio
+async def test_async_with_a_thread():
+    assert await asyncio.to_thread(lambda: 42) == 42
+"""
+
+
+def test_detsched_all_says_which_tests_it_did_not_explore_and_why(pytester):
+    pytester.makepyfile(test_kinds=ALL_KINDS_OF_TESTS)
+    result = run(pytester, "-p", "asyncio", "--detsched-all", "--detsched-runs=5", "--detsched-max-steps=300")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines_random([
+        "test_kinds.py::test_threads_started_by_a_fixture: 5 runs in *",
+        "not explored (an async test; mark it @pytest.mark.detsched to explore it): 1 test, ran as usual: "
+        "test_kinds.py::test_async_with_a_thread",
+        "not explored (a run took more than max_steps=300 steps): 1 test, ran as usual: "
+        "test_kinds.py::test_longer_than_the_step_bound",
+        "not explored (a unittest.TestCase method): 1 test, ran as usual: test_kinds.py::TestCase::test_method",
+        "not explored (cannot run under control: starting a subprocess is not supported under detsched: a "
+        "child process would run outside its control): 1 test, "
+        "ran as usual: test_kinds.py::test_starts_a_subprocess",
+    ])

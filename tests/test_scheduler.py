@@ -1,5 +1,6 @@
 """The scheduler finds each failure kind, reports it readably, and replays it exactly."""
 
+import queue
 import sys
 import threading
 import time
@@ -480,3 +481,22 @@ def test_thread_exit_looks_itself_up_with_get_ident_as_the_stdlib_bootstrap_does
 
     assert detsched.explore(main, runs=1).failure is None
     assert finished and finished <= set(looked_up_after_finishing)
+
+
+def test_a_long_test_that_keeps_making_progress_is_not_called_a_livelock():
+    def main():
+        items = queue.Queue()
+
+        def produce():
+            for item in range(2_000):
+                items.put(item)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        for _ in range(2_000):
+            items.get()
+        producer.join()
+
+    failure = detsched.explore(main, runs=1, max_steps=1_000).failure
+    assert failure.kind == "step-limit"
+    assert "longer than the bound rather than stuck" in failure.message and "max_steps=1000" in failure.message
