@@ -566,15 +566,11 @@ def _location(frame) -> str:
 def _where(chain) -> str:
     """Where a task stands, as ``file.py:LINE``: the innermost frame of its await chain in the
     program's own code, else in an installed package (anyio), else wherever it is."""
-    for wanted in (_own_file, frames.is_user_file):
+    for wanted in (frames.is_project_file, frames.is_user_file):
         for frame in reversed(chain):
             if wanted(frame.f_code.co_filename):
                 return _location(frame)
     return _location(chain[-1] if chain else None)
-
-
-def _own_file(filename: str) -> bool:
-    return frames.is_user_file(filename) and not filename.startswith(frames._SITE_DIRS)  # installed packages
 
 
 def _blocker(chain):

@@ -9,13 +9,13 @@ import os
 import warnings
 from typing import Callable
 
-from . import instrument, threads
+from . import frames, futures, instrument, threads
 from .clock import real_monotonic
 from .errors import DetschedUsageError, ScheduleError
 from .patching import Patcher
 from .report import Failure, Report
 from .schedule import Points, ReplayDivergedWarning, Schedule, fingerprint
-from .scheduler import FailureInfo, RunResult, Scheduler
+from .scheduler import FailureInfo, RunResult, Scheduler, current
 from .shrink import Outcome, shrink
 from .strategies import PositionReplay, Replay, make_strategy
 from .targets import Target, resolve
@@ -67,7 +67,8 @@ def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracin
 def _run_once(target, strategy, run_index, max_steps, tracing, points, verify) -> RunResult:
     strategy.new_execution(run_index)
     sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
-                      thread_setup=instrument.enter_thread if points.calls else lambda: None)
+                      thread_setup=instrument.enter_thread if points.calls else lambda: None,
+                      report_leaks=target.report_leaks, let_go=target.let_go)
     patcher = Patcher(rewrite_stores=points.writes)
     patcher.install()
     if points.calls:
@@ -90,6 +91,14 @@ def _call(target: Target) -> None:
         outcome = target.function()
         if hasattr(outcome, "__await__"):  # an async target: run its coroutine in the controlled loop
             aio.run(outcome)
+    lost = futures.unread_failure()
+    if lost is not None:
+        error, worker = lost
+        me = current()
+        me.sched.fail(me, FailureInfo(
+            "exception", f"{type(error).__name__}: {error}".rstrip(": "),
+            f"{worker}; nothing retrieved the exception from its Future (no result() or exception())",
+            frames.format_exception(error), error))
 
 
 def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,

@@ -84,6 +84,11 @@ def is_user_file(path: str) -> bool:
     return not path.startswith(_STDLIB_DIRS) and not is_internal(path)
 
 
+def is_project_file(path: str) -> bool:
+    """Whether ``path`` is the project's own code: user code that is not an installed package."""
+    return is_user_file(path) and not _realpath(path).startswith(_SITE_DIRS)
+
+
 _realpaths: dict[str, str] = {}
 
 

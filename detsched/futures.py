@@ -24,12 +24,44 @@ from .sync import make_label, real_outside_control
 DEFAULT_MAX_WORKERS = 8
 
 _pool_numbers = itertools.count()
+_failed: list[_TrackedFuture] = []  # futures of this run's pools that a task's exception went into
 
 
 def reset_pool_numbers() -> None:
-    """Pool names restart in every run, as thread names do."""
+    """Pool names restart in every run, as thread names do; so does the list of failed tasks."""
     global _pool_numbers
     _pool_numbers = itertools.count()
+    _failed.clear()
+
+
+class _TrackedFuture(Future):
+    """A pool's ``Future`` that knows whether anybody looked at its outcome: an exception stored in
+    one that nobody reads is a failure lost in silence (asyncio logs "exception was never
+    retrieved" for its own futures)."""
+
+    _ds_read = False  # result(), exception() or a done callback (asyncio.wrap_future) looked
+    _ds_raised_in = ""  # the worker whose task raised, for the report
+
+    def result(self, timeout=None):
+        self._ds_read = True
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._ds_read = True
+        return super().exception(timeout)
+
+    def add_done_callback(self, fn) -> None:
+        self._ds_read = True
+        super().add_done_callback(fn)
+
+
+def unread_failure() -> tuple[BaseException, str] | None:
+    """The first task exception of this run that no one retrieved from its Future, with the
+    worker it was raised in."""
+    for future in _failed:
+        if not future._ds_read and not future.cancelled():
+            return future._exception, future._ds_raised_in
+    return None
 
 
 @real_outside_control(_RealThreadPoolExecutor)
@@ -64,7 +96,7 @@ class ThreadPoolExecutor(Executor):
             raise BrokenThreadPool(self._broken)
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        future = Future()
+        future = _TrackedFuture()
         self._work.append((future, fn, args, kwargs))
         if self._idle_tokens:
             self._idle_tokens -= 1
@@ -100,7 +132,9 @@ class ThreadPoolExecutor(Executor):
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
+                    future._ds_raised_in = me.label
                     future.set_exception(exc)
+                    _failed.append(future)
                 else:
                     future.set_result(result)
             del future, fn, args, kwargs

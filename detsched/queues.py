@@ -11,8 +11,7 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from .errors import DetschedUsageError
-from .scheduler import Op, current
+from .scheduler import Op, changed_outside, current, wait_outside
 from .sync import Condition, Lock, check_reachable, make_label, real_outside_control, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full
@@ -24,14 +23,13 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
     if block and timeout is not None and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
     me = current()
-    if me is None:
+    if me is None:  # a thread of an ended run, let go at its end, may still put or get for real
         check_reachable(q, f"{kind}()")
-        if ready():
-            return act()
-        if not block:
+        if not ready() and not (block and wait_outside(ready, timeout)):
             raise failure()
-        raise DetschedUsageError(f"{q.label} was made inside a detsched run and would block in {kind}() "
-                                 "in a thread detsched does not control")
+        result = act()
+        changed_outside()
+        return result
     if not block:
         done = []
         if me.sched.poll(me, Op(kind, q), lambda: ready() and (done.append(act()) or True)):
@@ -119,8 +117,7 @@ class Queue:
     def join(self) -> None:
         me = current()
         if me is None:
-            if self.unfinished_tasks:
-                raise DetschedUsageError(f"{self.label}.join() would block in a thread detsched does not control")
+            wait_outside(lambda: self.unfinished_tasks == 0, None)
             return
         me.sched.wait(me, Op("join", self, lambda: self.unfinished_tasks == 0))
 
@@ -200,11 +197,13 @@ class SimpleQueue:
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         me = current()
-        if me is None:
-            check_reachable(self, "put()")
-        else:
+        if me is not None:
             me.sched.wait(me, Op("put", self))
+            self._items.append(item)
+            return
+        check_reachable(self, "put()")
         self._items.append(item)
+        changed_outside()
 
     put_nowait = put
 

@@ -92,7 +92,7 @@ class LogicalThread:
     """One controlled thread: its id in schedules, its OS thread and what it waits for."""
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
-                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll")
+                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached")
 
     def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
         self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
@@ -110,6 +110,9 @@ class LogicalThread:
         self.sync_ops = 0  # operations on a primitive so far: a poll loop repeats with none in between
         # (kind, resource, sync_ops after it) of its latest failed poll, None once a poll succeeds.
         self.failed_poll: tuple[str, object, int] | None = None
+        # Left blocked when its run ended and let go on outside control, as a real run leaves such a
+        # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
+        self.detached = False
 
     def __repr__(self) -> str:
         return f"T{self.tid}"
@@ -161,8 +164,11 @@ class Scheduler:
     """Runs one execution of a target under a strategy."""
 
     def __init__(self, strategy, *, max_steps: int, tracing: bool = False,
-                 thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None):
+                 thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None,
+                 report_leaks: bool = True, let_go: bool = False):
         self.strategy = strategy
+        self.report_leaks = report_leaks  # False: threads blocked after the target returned end the run quietly
+        self.let_go = let_go  # threads blocked when the target has returned go on outside control
         self.thread_setup = thread_setup  # runs first in every controlled thread
         self.max_steps = max_steps
         self.tracing = tracing
@@ -197,6 +203,8 @@ class Scheduler:
     def wait(self, me: LogicalThread, op: Op) -> bool:
         """Announce ``op`` and return when ``me`` is chosen to perform it: True if it can proceed,
         False if its deadline passed first (a timed wait timing out)."""
+        if me.detached:
+            return self._go_on_outside(op)
         if self.aborting:
             if op.ready is None:  # let cleanup (releases in finally blocks) happen while unwinding
                 return True
@@ -218,9 +226,15 @@ class Scheduler:
             chosen = self._decide(me)
             if chosen is not me:
                 self._hand_over(me, chosen)
+        except RunAborted:
+            if not me.detached:  # the run ended while ``me`` waited here
+                raise
         finally:
             if profiler is not None:
                 _setprofile(profiler)
+        if me.detached:
+            me.op = None
+            return self._go_on_outside(op)
         me.op = None
         me.spinning = False
         return op.ready is None or op.ready()
@@ -292,8 +306,15 @@ class Scheduler:
         self.running = chosen
         chosen.park.release()
         me.park.acquire()
-        if self.aborting:
+        if self.aborting and not me.detached:
             raise RunAborted
+
+    def _go_on_outside(self, op: Op) -> bool:
+        """``op`` for a detached thread: wait for real until it can proceed or its time is up."""
+        if op.ready is None:
+            return True
+        timeout = None if op.deadline is None else max(0.0, op.deadline - self.clock.monotonic())
+        return wait_outside(op.ready, timeout)
 
     def _can_run(self, t: LogicalThread) -> bool:
         op = t.op
@@ -417,7 +438,10 @@ class Scheduler:
         except BaseException as exc:  # an uncaught exception in any thread is a failure
             # ... but SystemExit ends only the thread it is raised in, as threading.excepthook has it;
             # raised by the target itself, it is the test exiting with an error.
-            if not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
+            if lt.detached and not isinstance(exc, SystemExit):  # as the stdlib reports a thread's error
+                sys.stderr.write(f"Exception in thread {lt.name} (let go when its detsched run ended):\n"
+                                 + frames.format_exception(exc))
+            elif not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
                 self.fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
                                            lt.label, frames.format_exception(exc), exc, self.steps),
                            raise_=False)
@@ -431,6 +455,8 @@ class Scheduler:
                                            frames.format_exception(exc), exc), raise_=False)
             _tls.logical = None
             lt.exited.release()
+            if lt.detached:
+                _let_go(lt)
 
     def _exit(self, lt: LogicalThread) -> None:
         lt.finished = True
@@ -466,7 +492,7 @@ class Scheduler:
         """Nothing can run and no thread waits on time: end the run, or report why it cannot end."""
         blocked = list(self.live)
         main_done = self.main is None or self.main.finished
-        if main_done and all(t.daemon or t.idle for t in blocked):
+        if main_done and (not self.report_leaks or all(t.daemon or t.idle for t in blocked)):
             self._end()
             raise RunAborted
         lost = _lost_wakeup(blocked)
@@ -527,8 +553,9 @@ class Scheduler:
         # From here on nothing is scheduled: threads still unwinding (the failing one, through its
         # finally blocks) must not run others, or the trace would go on past the failure.
         if not self.aborting:
+            main_done = self.main is not None and self.main.finished
             for t in self.live:
-                if t.op is not None and not self._can_run(t):
+                if t.op is not None and not self._can_run(t) and not (main_done and self.let_go and _detach(t)):
                     _orphan(t)
         self.aborting = True
         if self._end_once.acquire(False):
@@ -592,6 +619,8 @@ class Scheduler:
                 continue
             if t.park.locked() and not t.finished:
                 t.park.release()
+            if t.detached:
+                continue  # goes on outside control: nothing to wait for
             if t.exited.acquire(timeout=UNWIND_TIMEOUT):
                 t.exited.release()
 
@@ -625,6 +654,72 @@ def _pin_to_one_cpu() -> set[int] | None:
     except OSError:  # not allowed here (some containers): run unpinned
         return None
     return cpus
+
+
+#: Threads let go at the end of their runs that may be alive at once; past it, such threads are
+#: stopped with their run (and what they wait in is marked orphaned) so that runs leave no pile.
+MAX_DETACHED = 64
+#: Seconds a detached thread waits at most before looking at its condition again, in case a change
+#: came through a path that does not notify (another run's controlled code).
+OUTSIDE_POLL = 0.05
+# Raw locks only: a run swaps threading's lock factory, and these serve threads in and out of runs.
+_outside_guard = _allocate_lock()
+_outside_waiters: list = []  # a raw lock per thread waiting outside control, released to wake it
+_detached_alive = 0  # Invariant: == number of detached threads not yet exited (guarded by _outside_guard)
+
+
+def _detach(t: LogicalThread) -> bool:
+    """Let ``t`` go on outside control when its run ends, unless too many such threads live."""
+    global _detached_alive
+    with _outside_guard:
+        if _detached_alive >= MAX_DETACHED:
+            return False
+        _detached_alive += 1
+    t.detached = True
+    return True
+
+
+def _let_go(t: LogicalThread) -> None:
+    global _detached_alive
+    with _outside_guard:
+        _detached_alive -= 1
+    changed_outside()  # whoever joins it outside control
+
+
+def detached_threads() -> int:
+    """How many threads let go at the end of their runs are still alive."""
+    return _detached_alive
+
+
+def wait_outside(ready: Callable[[], bool], timeout: float | None) -> bool:
+    """Wait for real, in a thread detsched does not control (or no longer controls), until
+    ``ready()`` holds (True) or ``timeout`` seconds have passed (False)."""
+    deadline = None if timeout is None else real_monotonic() + timeout
+    while True:
+        with _outside_guard:
+            if ready():
+                return True
+            wake = _allocate_lock()
+            wake.acquire()
+            _outside_waiters.append(wake)
+        left = OUTSIDE_POLL if deadline is None else min(OUTSIDE_POLL, deadline - real_monotonic())
+        if left > 0:
+            wake.acquire(timeout=left)
+        with _outside_guard:
+            if wake in _outside_waiters:
+                _outside_waiters.remove(wake)
+        if left <= 0:
+            return False
+
+
+def changed_outside() -> None:
+    """Code outside control changed a primitive: wake whoever waits outside control."""
+    if not _outside_waiters:
+        return
+    with _outside_guard:
+        for wake in _outside_waiters:
+            wake.release()
+        _outside_waiters.clear()
 
 
 def _orphan(t: LogicalThread) -> None:

@@ -4,8 +4,9 @@ Semaphore, BoundedSemaphore, Event and Barrier.
 Each operation is one scheduling point announced before its effect, with the condition under which
 it can proceed, so the scheduler knows who is enabled and who waits for whom. They keep the stdlib
 contracts (argument checks, error messages, return values). Used from a thread detsched does not
-control (after the run that made them), non-blocking operations work and an operation that would
-have to wait raises ``DetschedUsageError``.
+control (after the run that made them, whose threads may have been let go at its end), they work
+for real: acquires, gets and waits block until a release, put or set from another thread.
+``Condition.wait`` and ``Barrier.wait`` there raise ``DetschedUsageError``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 
 from . import frames
 from .errors import DetschedUsageError
-from .scheduler import LogicalThread, Op, current
+from .scheduler import LogicalThread, Op, changed_outside, current, wait_outside
 
 
 _RealSemaphore = threading.Semaphore
@@ -72,10 +73,12 @@ def check_reachable(primitive, what: str) -> None:
         "stop them in the test or in a function-scoped fixture, which every run sets up and tears down")
 
 
-def _take_outside(primitive, taken: bool, blocking: bool) -> bool:
-    if taken or not blocking:
-        return taken
-    raise _outside(primitive, "acquire()")
+def _take_outside(take, blocking: bool, timeout: float | None = None) -> bool:
+    """Acquire from a thread detsched does not control: threads of an ended run let go at its end
+    (see ``Scheduler.let_go``) may hold the primitive and release it for real."""
+    if take():
+        return True
+    return blocking and wait_outside(take, timeout)
 
 
 class _OutsideOwner:
@@ -123,7 +126,9 @@ def _after_release(primitive) -> None:
     when a release returns (the end of a C call), so code that reads shared state just after
     leaving a lock is explored, and waiting threads may take the lock before the releaser goes on."""
     me = current()
-    if me is not None:
+    if me is None:
+        changed_outside()
+    else:
         me.sched.wait(me, Op("release", primitive, done=True))
 
 
@@ -162,7 +167,7 @@ class Lock:
         _check_acquire_arguments(blocking, timeout)
         me = current()
         if me is None:
-            return _take_outside(self, self._take(None), blocking)
+            return _take_outside(lambda: self._take(None), blocking, None if timeout == -1 else timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
         # Any thread may release a Lock, so waiting for one's own is a handshake (another thread
@@ -223,7 +228,7 @@ class RLock:
             self._count += 1
             return True
         if me.sched is None:
-            return _take_outside(self, self._take(me), blocking)
+            return _take_outside(lambda: self._take(me), blocking, None if timeout == -1 else timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
         if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, self._holder):
@@ -258,7 +263,7 @@ class RLock:
     def _acquire_restore(self, state: tuple[int, LogicalThread]) -> None:
         me = current() or _outside_owner()
         if me.sched is None:
-            _take_outside(self, self._take(me), True)
+            _take_outside(lambda: self._take(me), True)
         else:
             timed_wait(me, "acquire", self, self._free, None, self._holder)
         self._count, self._owner = state
@@ -371,6 +376,8 @@ class Condition:
             # early notify's fault.
             self._unheard = None if self._waiters else (me.sched.steps, me)
         self._wake(n)
+        if me is None:
+            changed_outside()
 
     def _wake(self, n: int | None = None) -> None:
         """Wake the first ``n`` waiters (all by default); controlled queues call it within their
@@ -431,7 +438,7 @@ class Semaphore:
             raise ValueError("can't specify timeout for non-blocking acquire")
         me = current()
         if me is None:
-            return _take_outside(self, self._take(), blocking)
+            return _take_outside(self._take, blocking, timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), self._take)
         if timed_wait(me, "acquire", self, self._available, timeout):
@@ -496,6 +503,10 @@ class Event:
         me = current()
         if me is None:
             check_reachable(self, "set()")
+            self._flag = True
+            self._sets += 1
+            changed_outside()
+            return
         else:
             me.sched.wait(me, Op("set", self))
             self._set_at = (me.sched.steps, me.label)
@@ -513,9 +524,7 @@ class Event:
     def wait(self, timeout: float | None = None) -> bool:
         me = current()
         if me is None:
-            if self._flag:
-                return True
-            raise _outside(self, "wait()")
+            return wait_outside(lambda: self._flag, timeout)
         sets = self._sets
         return timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
 

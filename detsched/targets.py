@@ -20,6 +20,13 @@ class Target:
     function: Callable[[], object]
     name: str  # stable across machines: "module:qualname"
     spec: str  # what the user wrote, for replay commands
+    #: Whether a thread still blocked after ``function`` returned fails the run as a leak. The
+    #: pytest plugin turns it off for tests it was not asked to explore: code after the test (a
+    #: fixture of a wider scope) may stop such threads, as it would in a plain run.
+    report_leaks: bool = True
+    #: Whether threads still blocked after ``function`` returned go on outside control when the
+    #: run ends, as a real run leaves them, so that code after the run can still talk to them.
+    let_go: bool = False
 
 
 def resolve(target) -> Target:

@@ -22,6 +22,7 @@ from detsched.report import Failure, Report
 from detsched.schedule import Schedule, fingerprint
 from detsched import scheduler
 from detsched.scheduler import current
+from detsched.frames import is_project_file
 from detsched.targets import Target
 
 from .options import Settings
@@ -96,7 +97,7 @@ class ItemRunner:
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
         self.function = _test_function(item.obj)
         self.fixtures = FunctionFixtures(item)
-        self.target = Target(self._body, plan.test_id, plan.test_id)
+        self.target = Target(self._body, plan.test_id, plan.test_id, report_leaks=not plan.probe, let_go=True)
         # Tasks of an async test interleave in detsched's event loop even without threads.
         self.saw_threads = inspect.iscoroutinefunction(self.function)
         self.raised = False
@@ -319,19 +320,22 @@ def _watchdog_within(timeout: float | None):
 
 
 class FunctionFixtures:
-    """The test's function-scoped fixtures, which every run sets up afresh and tears down itself.
+    """The test's own function-scoped fixtures, which every run sets up afresh and tears down itself.
 
     Built on pytest's fixture machinery (``FixtureDef.finish`` and the request's fixture cache): a
     fixture torn down here is set up again by the next ``setup``, with its dependencies, params
-    and finalizers, as pytest would for the next test. Higher-scoped fixtures are shared by all
-    runs, as by all tests of their scope."""
+    and finalizers, as pytest would for the next test. Only fixtures defined in the project's own
+    files (its conftest.py files and test modules) are: those of pytest and its plugins (tmp_path,
+    monkeypatch, pytest-asyncio's runner) may need the real main thread or the real event loop
+    policy, and are shared by all runs like fixtures of a wider scope."""
 
     def __init__(self, item: pytest.Item):
         self.item = item
         self.request = item._request
         defs = self.request._fixture_defs
         # In setup order: torn down in reverse, so a fixture goes before those it depends on.
-        self.names = [name for name, fixturedef in defs.items() if fixturedef.scope == "function"]
+        self.names = [name for name, fixturedef in defs.items()
+                      if fixturedef.scope == "function" and _is_project_fixture(fixturedef)]
 
     def arguments(self) -> dict:
         """The test function's arguments, from the fixtures now set up."""
@@ -355,6 +359,11 @@ class FunctionFixtures:
                 errors.append(error)
         if errors:
             raise errors[0]
+
+
+def _is_project_fixture(fixturedef) -> bool:
+    code = getattr(inspect.unwrap(fixturedef.func), "__code__", None)
+    return code is not None and is_project_file(code.co_filename)
 
 
 def _first_sentence(error: BaseException) -> str:

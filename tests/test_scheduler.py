@@ -1,5 +1,6 @@
 """The scheduler finds each failure kind, reports it readably, and replays it exactly."""
 
+import concurrent.futures
 import queue
 import sys
 import threading
@@ -500,3 +501,41 @@ def test_a_long_test_that_keeps_making_progress_is_not_called_a_livelock():
     failure = detsched.explore(main, runs=1, max_steps=1_000).failure
     assert failure.kind == "step-limit"
     assert "longer than the bound rather than stuck" in failure.message and "max_steps=1000" in failure.message
+
+
+def test_a_queue_whose_waiting_thread_was_stopped_with_its_run_refuses_puts_from_outside():
+    workers = []
+
+    def main():
+        inbox = queue.Queue()
+        threading.Thread(target=inbox.get, name="consumer").start()
+        workers.append(inbox)
+
+    assert detsched.explore(main, runs=1).failure.kind == "leak"
+    with pytest.raises(detsched.DetschedUsageError, match="was made during a detsched run that has ended; "
+                                                          "T1 'consumer' was waiting in it"):
+        workers[0].put("stop")
+
+
+def test_an_exception_in_a_pool_task_that_nobody_retrieves_is_a_failure():
+    def main():
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            pool.submit(divide, 1, 0)
+
+    failure = detsched.explore(main, runs=5).failure
+    assert failure.kind == "exception" and failure.message == "ZeroDivisionError: division by zero"
+    assert "nothing retrieved the exception from its Future" in failure.thread
+    assert "in divide" in failure.details
+
+
+def divide(a, b):
+    return a / b
+
+
+def test_a_pool_task_exception_that_is_retrieved_is_not_a_failure():
+    def main():
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            future = pool.submit(divide, 1, 0)
+        assert isinstance(future.exception(), ZeroDivisionError)
+
+    assert detsched.explore(main, runs=20).failure is None
