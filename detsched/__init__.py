@@ -15,6 +15,7 @@ from .errors import (
     DetschedInternalError as DetschedInternalError,
     DetschedUsageError as DetschedUsageError,
     ReplayDiverged as ReplayDiverged,
+    ReplayDivergedWarning as ReplayDivergedWarning,
     ScheduleError as ScheduleError,
 )
 from .explorer import explore as explore, replay as replay
@@ -34,4 +35,4 @@ def yield_point() -> None:
 
 
 __all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-           "Report", "Schedule", "ScheduleError", "explore", "replay", "reproduce", "yield_point"]
+           "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "explore", "replay", "reproduce", "yield_point"]

@@ -370,7 +370,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         deadline = self._scheduled[0]._when if self._scheduled else None
         if deadline is None and not any(t is not me and _may_call_in(t) for t in sched.live):
             self._stuck()
-        sched.wait(me, Op("wait for a callback", self, self._has_ready, deadline))
+        sched.wait(me, Op("wait for a callback in", self, self._has_ready, deadline))
 
     # ------------------------------------------------------------------ failures
 
@@ -604,7 +604,7 @@ def _waits_for(task) -> str:
         names = [task_label(c) if isinstance(c, asyncio.Task) else "a Future" for c in children if not c.done()]
         return f"{head} waits for gather({', '.join(names)})"
     if waiter is not None:
-        return f"{head} waits for a Future that nothing completes"
+        return f"{head} waits for a Future"
     if _state(task) == inspect.CORO_CREATED:
         return f"{task_label(task)} never started"
     return f"{head} is ready to resume"

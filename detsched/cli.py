@@ -15,10 +15,10 @@ import warnings
 
 from . import __version__
 from .clock import real_monotonic
-from .errors import DetschedUsageError, ScheduleError
+from .errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from .explorer import MAX_RUNS, explore, replay_traced
 from .report import pace, render_timeline
-from .schedule import ReplayDivergedWarning, Schedule
+from .schedule import Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Seconds between progress-line updates on a terminal.

@@ -14,7 +14,9 @@ class ScheduleError(DetschedUsageError, ValueError):
 
 
 class ReplayDiverged(DetschedUsageError):
-    """The program took a different path than the schedule recorded."""
+    """A failure's own schedule did not follow itself while detsched built its report (the program
+    depends on something besides scheduling). ``detsched.replay()`` of a schedule the program no
+    longer follows warns ``ReplayDivergedWarning`` instead."""
 
     def __init__(self, step: int, detail: str):
         self.step = step
@@ -23,6 +25,20 @@ class ReplayDiverged(DetschedUsageError):
             "schedule: did the code change, or does it depend on something besides scheduling "
             "(wall time, randomness, I/O, hash order)?"
         )
+
+
+class ReplayDivergedWarning(UserWarning):
+    """``detsched.replay()`` ran the schedule to the end, but the program no longer took the path
+    it recorded -- usually because the code changed, for example to fix the bug. ``where`` says
+    where the run left the schedule (``"after decision 12"``); ``passed`` whether it then passed."""
+
+    def __init__(self, where: str, passed: bool):
+        self.where, self.passed = where, passed
+        outcome = ("and passed; the schedule no longer drives the interleaving it recorded, so this does not "
+                   "show the bug is fixed: explore again to check" if passed else
+                   "and failed; the failure's schedule is the path the run took, which replays exactly")
+        super().__init__(f"the run no longer followed the schedule {where} (likely because the code changed) "
+                         f"{outcome}")
 
 
 class DetschedInternalError(DetschedError):

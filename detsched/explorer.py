@@ -11,10 +11,10 @@ from typing import Callable
 
 from . import frames, futures, instrument, threads
 from .clock import real_monotonic
-from .errors import DetschedUsageError, ScheduleError
+from .errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from .patching import Patcher
 from .report import Failure, Report
-from .schedule import Points, ReplayDivergedWarning, Schedule, fingerprint
+from .schedule import Points, Schedule, fingerprint
 from .scheduler import FailureInfo, RunResult, Scheduler, current
 from .shrink import Outcome, shrink
 from .strategies import PositionReplay, Replay, make_strategy

@@ -127,13 +127,22 @@ class DrawnSchedule:
             failure = replay(target, self.schedule, max_steps=max_steps)
             if failure is not None:
                 text = format_failure(failure)
-            text += (f"\n\nHypothesis keeps this example in its database and replays it first next time. "
-                     f"Outside Hypothesis:\n    detsched.replay({target.spec}, '{self.schedule.dumps()}')")
+            text += ("\n\nHypothesis keeps this example in its database and replays it first next time. "
+                     f"Outside Hypothesis:\n    {_replay_call(target, self.schedule.dumps())}")
         error = FAILURE_TYPES[found.kind](text)
         # Hypothesis tells bugs apart by the exception's origin and its __context__: the user's
         # exception (and where it was raised) is part of what makes this failure this failure.
         error.__cause__ = error.__context__ = found.exception
         return error
+
+
+def _replay_call(target: Target, schedule: str) -> str:
+    """A line of Python that replays ``schedule``: by the target's importable name, or -- for a
+    function made inside the test (a lambda, a closure) -- on that same function."""
+    if "<" not in target.spec:
+        return f"detsched.replay({target.spec!r}, '{schedule}')"
+    return (f"detsched.replay(target, '{schedule}')  # target: the function given to run(), "
+            "made with the same inputs")
 
 
 def _is_final_example() -> bool:

@@ -34,20 +34,6 @@ _PREFIX = f"ds{FORMAT_VERSION}:"
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-class ReplayDivergedWarning(UserWarning):
-    """``detsched.replay()`` ran the schedule to the end, but the program no longer took the path
-    it recorded -- usually because the code changed, for example to fix the bug. ``where`` says
-    where the run left the schedule (``"after decision 12"``); ``passed`` whether it then passed."""
-
-    def __init__(self, where: str, passed: bool):
-        self.where, self.passed = where, passed
-        outcome = ("and passed; the schedule no longer drives the interleaving it recorded, so this does not "
-                   "show the bug is fixed: explore again to check" if passed else
-                   "and failed; the failure's schedule is the path the run took, which replays exactly")
-        super().__init__(f"the run no longer followed the schedule {where} (likely because the code changed) "
-                         f"{outcome}")
-
-
 def fingerprint(target_name: str) -> int:
     """Identify a target across machines: a checksum of its name, never of its code (a fix must
     still replay the schedule that found the bug)."""

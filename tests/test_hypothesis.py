@@ -101,7 +101,8 @@ def test_reported_failure_shows_the_interleaving_and_how_to_replay_it():
     assert "exception: AssertionError: balance 1, expected 2" in text
     assert "Interleaving (1 preemption," in text
     assert "Hypothesis keeps this example in its database" in text
-    assert "detsched.replay(" in text
+    replay_line = next(line.strip() for line in text.splitlines() if line.strip().startswith("detsched.replay("))
+    compile(replay_line, "<replay line>", "eval")  # a line a user can paste
 
 
 def test_reported_schedule_replays_the_failure_outside_hypothesis():

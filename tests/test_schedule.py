@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 import detsched
 from detsched import Schedule, ScheduleError
-from detsched.schedule import ReplayDivergedWarning
+from detsched import ReplayDivergedWarning
 from detsched.schedule import Points
 from detsched.schedule import fingerprint
 
