@@ -539,3 +539,29 @@ def test_detsched_all_says_which_tests_it_did_not_explore_and_why(pytester):
         "child process would run outside its control): 1 test, "
         "ran as usual: test_kinds.py::test_starts_a_subprocess",
     ])
+
+
+def test_detsched_all_explores_from_fixtures_its_plain_call_did_not_touch(pytester):
+    # The plain call that tells --detsched-all whether a test starts threads sets the fixture's
+    # Event; the runs explored after it get an Event of their own.
+    pytester.makepyfile(test_event="""
+import threading
+
+import pytest
+
+
+@pytest.fixture
+def done():
+    return threading.Event()
+
+
+def test_event(done):
+    assert not done.is_set()
+    worker = threading.Thread(target=done.set)
+    worker.start()
+    worker.join()
+    assert done.is_set()
+""")
+    result = run(pytester, "--detsched-all", "--detsched-runs=10")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_event.py::test_event: 10 runs in *"])
