@@ -59,7 +59,7 @@ INTERRUPT_GRACE = 60  # seconds between the interrupt of a hung session and kill
 SAFE_PATH = "-P" if sys.version_info >= (3, 11) else "-I"
 
 #: detsched's description of a test it explored, in its terminal summary (plugin.summary_lines).
-EXPLORED = re.compile(r"\d+ runs?, ")
+EXPLORED = re.compile(r"\d+ runs? in ")
 
 
 # ------------------------------------------------------------------------------------- setting up
@@ -245,11 +245,11 @@ def why_not_explored(test: str, under: Session) -> str | None:
     described = under.summary.get(test)
     if described is not None:
         return None if EXPLORED.match(described) else described
-    if stats is not None:
-        return "started no thread on a plain call" if stats.get("mode") == "plain" else None
+    if stats is not None:  # the plugin says why it let a test run as usual
+        return stats.get("reason", "ran as usual") if stats.get("mode") == "plain" else None
     if outcome == "error":
         return "failed before its call (fixture set-up)"
-    return "not taken by detsched (unittest.TestCase, unmarked async or Hypothesis test)"
+    return "not taken by detsched"
 
 
 def first_lines(message: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import _thread
 import dataclasses
 import os
+import random
 import warnings
 from typing import Callable
 
@@ -27,6 +28,8 @@ MAX_RUNS = 10**9
 #: always runs to the step bound, and a thread blocked outside control costs the watchdog's whole
 #: timeout per run.
 _NOT_SHRUNK = ("livelock", "step-limit", "blocked")
+#: The state of the global ``random`` generator at the start of every run.
+RANDOM_SEED = 0
 
 
 def _check_options(runs: int, depth: int, max_steps: int) -> None:
@@ -65,18 +68,25 @@ def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracin
 
 
 def _run_once(target, strategy, run_index, max_steps, tracing, points, verify) -> RunResult:
+    if target.prepare is not None:
+        target.prepare()
     strategy.new_execution(run_index)
     sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
                       thread_setup=instrument.enter_thread if points.calls else lambda: None,
-                      report_leaks=target.report_leaks, let_go=target.let_go)
+                      report_leaks=target.report_left_behind, let_go=target.let_go)
     patcher = Patcher(rewrite_stores=points.writes)
     patcher.install()
     if points.calls:
         instrument.activate()
+    # As Hypothesis does for each example: the global random generator starts every run from the
+    # same state, so code that draws from it (random sleeps in stress tests) replays exactly.
+    random_state = random.getstate()
+    random.seed(RANDOM_SEED)
     try:
         main_thread = threads.make_main_thread()
         result = sched.run(main_thread, lambda: threads.run_registered(main_thread, lambda: _call(target)))
     finally:
+        random.setstate(random_state)
         instrument.deactivate()
         patcher.restore()
     if result.usage_error is not None:
@@ -91,7 +101,7 @@ def _call(target: Target) -> None:
         outcome = target.function()
         if hasattr(outcome, "__await__"):  # an async target: run its coroutine in the controlled loop
             aio.run(outcome)
-    lost = futures.unread_failure()
+    lost = futures.unread_failure() if target.report_left_behind else None
     if lost is not None:
         error, worker = lost
         me = current()
@@ -170,7 +180,9 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
         positions = shrink(positions, schedule.steps, attempt)
         shrunk = run_once(target, PositionReplay(positions), 0, max_steps, points=schedule.points)
         schedule = schedule_of(schedule, shrunk)
-    if found.kind == "blocked":  # replaying would block again for the whole watchdog timeout
+    # Replaying would block again for the whole watchdog timeout, or run to max_steps again for a
+    # timeline too long to read.
+    if found.kind in ("blocked", "step-limit"):
         return _failure(found, schedule, target, (), ())
     traced = _replay_run(target, schedule, max_steps)
     if traced.failure is None or not _same_failure(traced.failure, found):

@@ -167,7 +167,7 @@ class Scheduler:
                  thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None,
                  report_leaks: bool = True, let_go: bool = False):
         self.strategy = strategy
-        self.report_leaks = report_leaks  # False: threads blocked after the target returned end the run quietly
+        self.report_leaks = report_leaks  # False: threads still blocked after the target returned end the run quietly
         self.let_go = let_go  # threads blocked when the target has returned go on outside control
         self.thread_setup = thread_setup  # runs first in every controlled thread
         self.max_steps = max_steps

@@ -20,13 +20,17 @@ class Target:
     function: Callable[[], object]
     name: str  # stable across machines: "module:qualname"
     spec: str  # what the user wrote, for replay commands
-    #: Whether a thread still blocked after ``function`` returned fails the run as a leak. The
-    #: pytest plugin turns it off for tests it was not asked to explore: code after the test (a
-    #: fixture of a wider scope) may stop such threads, as it would in a plain run.
-    report_leaks: bool = True
+    #: Whether what ``function`` leaves behind fails the run: a thread still blocked after it
+    #: returned (a leak), a pool task's exception nobody read. The pytest plugin turns it off for
+    #: tests it was not asked to explore, which pytest would pass: code after the test (a fixture
+    #: of a wider scope) may stop such threads, and a test may drop such exceptions on purpose.
+    report_left_behind: bool = True
     #: Whether threads still blocked after ``function`` returned go on outside control when the
     #: run ends, as a real run leaves them, so that code after the run can still talk to them.
     let_go: bool = False
+    #: Called before every run, outside control (in the caller's thread): the pytest plugin sets up
+    #: the fixtures of pytest and its plugins there, afresh for each run.
+    prepare: Callable[[], None] | None = None
 
 
 def resolve(target) -> Target:

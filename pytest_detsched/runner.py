@@ -98,7 +98,8 @@ class ItemRunner:
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
         self.function = _test_function(item.obj)
         self.fixtures = FunctionFixtures(item)
-        self.target = Target(self._body, plan.test_id, plan.test_id, report_leaks=not plan.probe, let_go=True)
+        self.target = Target(self._body, plan.test_id, plan.test_id, report_left_behind=not plan.probe, let_go=True,
+                             prepare=self.fixtures.prepare)
         # Tasks of an async test interleave in detsched's event loop even without threads.
         self.saw_threads = inspect.iscoroutinefunction(self.function)
         self.raised = False
@@ -146,9 +147,15 @@ class ItemRunner:
                     f"{error}); a fixture that needs the real main thread, real processes or real I/O cannot be "
                     "set up inside a run") from error
             try:
-                return self.function(**arguments)
-            finally:
-                self.fixtures.teardown()
+                outcome = self.function(**arguments)
+            except BaseException:
+                try:
+                    self.fixtures.teardown()
+                except Exception:  # the test's own failure is the one to report
+                    pass
+                raise
+            self.fixtures.teardown()
+            return outcome
         except BaseException:
             self.raised = True
             raise
@@ -323,35 +330,49 @@ def _watchdog_within(timeout: float | None):
 
 
 class FunctionFixtures:
-    """The test's own function-scoped fixtures, which every run sets up afresh and tears down itself.
+    """The test's function-scoped fixtures, set up afresh for every run.
 
     Built on pytest's fixture machinery (``FixtureDef.finish`` and the request's fixture cache): a
-    fixture torn down here is set up again by the next ``setup``, with its dependencies, params
-    and finalizers, as pytest would for the next test. Only fixtures defined in the project's own
-    files (its conftest.py files and test modules) are: those of pytest and its plugins (tmp_path,
-    monkeypatch, pytest-asyncio's runner) may need the real main thread or the real event loop
-    policy, and are shared by all runs like fixtures of a wider scope."""
+    fixture torn down here is set up again with its dependencies, params and finalizers, as pytest
+    would for the next test. The project's own fixtures (from its conftest.py files and test
+    modules) are set up and torn down inside each run, under control, where interleavings in them
+    are explored and a teardown that stops the test's workers runs before leaks are judged. Those
+    of pytest and its plugins (tmp_path, monkeypatch, pytest-asyncio's runner, a benchmark
+    fixture) are renewed between runs, outside control: some need the real main thread or the
+    real event loop policy. Fixtures of a wider scope are shared by all runs, as by all tests."""
 
     def __init__(self, item: pytest.Item):
         self.item = item
         self.request = item._request
         defs = self.request._fixture_defs
         # In setup order: torn down in reverse, so a fixture goes before those it depends on.
-        self.names = [name for name, fixturedef in defs.items()
-                      if fixturedef.scope == "function" and _is_project_fixture(fixturedef)]
+        names = [name for name, fixturedef in defs.items() if fixturedef.scope == "function"]
+        self.inside = [name for name in names if _is_project_fixture(defs[name])]
+        self.outside = [name for name in names if name not in self.inside]
 
     def arguments(self) -> dict:
         """The test function's arguments, from the fixtures now set up."""
         return {name: self.item.funcargs[name] for name in self.item._fixtureinfo.argnames}
 
+    def prepare(self) -> None:
+        """Before a run, outside control: renew the fixtures of pytest and its plugins."""
+        self._finish(self.outside)
+        for name in self.outside:
+            self.item.funcargs[name] = self.request.getfixturevalue(name)
+
     def setup(self) -> dict:
-        self.request._fillfixtures()  # sets up whatever is not set up: the function-scoped ones
+        """Inside a run: set up the project's fixtures, and return the test's arguments."""
+        self.request._fillfixtures()
         return self.arguments()
 
     def teardown(self) -> None:
+        """Tear down the project's fixtures (at the end of a run, and before the first)."""
+        self._finish(self.inside)
+
+    def _finish(self, names: list[str]) -> None:
         errors = []
         defs = self.request._fixture_defs
-        for name in reversed(self.names):
+        for name in reversed(names):
             self.item.funcargs.pop(name, None)
             fixturedef = defs.pop(name, None)
             if fixturedef is None:

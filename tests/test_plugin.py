@@ -565,3 +565,57 @@ def test_event(done):
     result = run(pytester, "--detsched-all", "--detsched-runs=10")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["test_event.py::test_event: 10 runs in *"])
+
+
+def test_a_dropped_pool_exception_fails_only_a_test_that_asked_to_be_explored(pytester):
+    pytester.makepyfile(test_dropped="""
+from concurrent import futures
+
+import pytest
+
+
+def blow_up():
+    raise RuntimeError("Broken")
+
+
+def test_unmarked():
+    with futures.ThreadPoolExecutor(max_workers=2) as pool:
+        pool.submit(blow_up)
+
+
+@pytest.mark.detsched(runs=5)
+def test_marked():
+    with futures.ThreadPoolExecutor(max_workers=2) as pool:
+        pool.submit(blow_up)
+""")
+    result = run(pytester, "--detsched-all", "--detsched-runs=5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["exception: RuntimeError: Broken",
+                                 "  in T1 *; nothing retrieved the exception from its Future*"])
+
+
+def test_a_fixture_teardown_error_does_not_hide_why_the_run_failed(pytester):
+    pytester.makepyfile(test_teardown="""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+import pytest
+
+
+@pytest.fixture
+def made_by_the_child():
+    path = os.path.join(tempfile.mkdtemp(), "made")
+    yield path
+    os.remove(path)  # fails when the child never ran
+
+
+def test_child(made_by_the_child):
+    threading.Thread(target=lambda: None).start()
+    subprocess.run([sys.executable, "-c", f"open({made_by_the_child!r}, 'w')"], check=True)
+""")
+    result = run(pytester, "--detsched-all", "--detsched-runs=5")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["not explored (cannot run under control: starting a subprocess is not supported*"])

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import queue
+import random
 import sys
 import threading
 import time
@@ -539,3 +540,15 @@ def test_a_pool_task_exception_that_is_retrieved_is_not_a_failure():
         assert isinstance(future.exception(), ZeroDivisionError)
 
     assert detsched.explore(main, runs=20).failure is None
+
+
+def test_every_run_starts_the_global_random_generator_from_the_same_state():
+    draws = []
+
+    def main():
+        draws.append(random.random())
+
+    before = random.getstate()
+    detsched.explore(main, runs=3)
+    assert len(draws) == 4 and len(set(draws)) == 1  # the warm-up and three runs
+    assert random.getstate() == before
