@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from concurrent.futures import Executor, Future
+from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, Executor, Future
+from concurrent.futures import wait as _real_wait
 from concurrent.futures.thread import BrokenThreadPool
 from concurrent.futures.thread import ThreadPoolExecutor as _RealThreadPoolExecutor
 
@@ -53,6 +54,17 @@ class _TrackedFuture(Future):
     def add_done_callback(self, fn) -> None:
         self._ds_read = True
         super().add_done_callback(fn)
+
+
+def wait(fs, timeout=None, return_when=ALL_COMPLETED):
+    """``concurrent.futures.wait`` during a run: waiting with ``FIRST_EXCEPTION`` is how a program
+    looks for its tasks' exceptions, so those futures count as read."""
+    fs = set(fs)
+    if return_when == FIRST_EXCEPTION:
+        for future in fs:
+            if isinstance(future, _TrackedFuture):
+                future._ds_read = True
+    return _real_wait(fs, timeout, return_when)
 
 
 def unread_failure() -> tuple[BaseException, str] | None:

@@ -87,6 +87,7 @@ def _module_patches() -> list[tuple[object, str, object]]:
         (queue, "PriorityQueue", queues.PriorityQueue), (queue, "SimpleQueue", queues.SimpleQueue),
         (concurrent.futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
         (concurrent.futures.thread, "ThreadPoolExecutor", futures.ThreadPoolExecutor),
+        (concurrent.futures, "wait", futures.wait), (concurrent.futures._base, "wait", futures.wait),
     ]
     clock_functions = {
         "sleep": _sleep,
