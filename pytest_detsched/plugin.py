@@ -136,9 +136,9 @@ class DetschedSession:
             raise DetschedUsageError("a Hypothesis test cannot be explored run by run; let Hypothesis draw the "
                                      "interleavings with detsched.hypothesis.schedules() instead")
         if probe and inspect.iscoroutinefunction(item.obj):
-            # Its own plugin runs it, in a loop its fixtures may be bound to: a plain probe call
-            # cannot tell whether it starts threads. Marked, it runs in detsched's loop.
-            return self._not_explored(item, "an async test; mark it @pytest.mark.detsched to explore it")
+            why = _why_async_not_probed(item)
+            if why is not None:
+                return self._not_explored(item, f"{why}; mark it @pytest.mark.detsched to explore it")
         settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults
         check_strategy(settings.strategy)
         first_run, runs = 0, settings.runs
@@ -208,6 +208,19 @@ class DetschedSession:
             terminalreporter.section("detsched")
             for line in lines:
                 terminalreporter.write_line(line)
+
+
+def _why_async_not_probed(item) -> str | None:
+    """Why an unmarked async test cannot be called plainly to see whether it starts threads, or
+    None: pytest-asyncio runs it (its call is then synchronous), and no async fixture's value is
+    bound to pytest-asyncio's loop, which detsched's runs would not share."""
+    if item.get_closest_marker("asyncio") is None:
+        return "an async test run by a plugin other than pytest-asyncio"
+    for fixturedefs in item._fixtureinfo.name2fixturedefs.values():
+        function = inspect.unwrap(fixturedefs[-1].func)
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            return "an async test with async fixtures"
+    return None
 
 
 class Shards:

@@ -473,6 +473,7 @@ import threading
 import unittest
 
 import pytest
+import pytest_asyncio
 
 
 def test_starts_a_subprocess():
@@ -521,17 +522,28 @@ class TestCase(unittest.TestCase):
 @pytest.mark.asyncio
 async def test_async_with_a_thread():
     assert await asyncio.to_thread(lambda: 42) == 42
+
+
+@pytest_asyncio.fixture
+async def answer():
+    return 42
+
+
+@pytest.mark.asyncio
+async def test_async_with_an_async_fixture(answer):
+    assert await asyncio.to_thread(lambda: answer) == 42
 """
 
 
 def test_detsched_all_says_which_tests_it_did_not_explore_and_why(pytester):
     pytester.makepyfile(test_kinds=ALL_KINDS_OF_TESTS)
     result = run(pytester, "-p", "asyncio", "--detsched-all", "--detsched-runs=5", "--detsched-max-steps=300")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines_random([
         "test_kinds.py::test_threads_started_by_a_fixture: 5 runs in *",
-        "not explored (an async test; mark it @pytest.mark.detsched to explore it): 1 test, ran as usual: "
-        "test_kinds.py::test_async_with_a_thread",
+        "test_kinds.py::test_async_with_a_thread: 5 runs in *",
+        "not explored (an async test with async fixtures; mark it @pytest.mark.detsched to explore it): 1 test, "
+        "ran as usual: test_kinds.py::test_async_with_an_async_fixture",
         "not explored (a run took more than max_steps=300 steps): 1 test, ran as usual: "
         "test_kinds.py::test_longer_than_the_step_bound",
         "not explored (a unittest.TestCase method): 1 test, ran as usual: test_kinds.py::TestCase::test_method",
