@@ -299,13 +299,16 @@ _TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _
                             _RealEvent, _RealBarrier, _RealSimpleQueue, _RealThreadPoolExecutor,
                             *_QUEUE_TWINS})
 _scans: dict[str, _ModuleScan] = {}
-_modules_seen = -1  # len(sys.modules) when the user modules were last listed
+#: (size, newest name) of sys.modules when the user modules were last listed. Modules are added at
+#: the end, so a module removed and another imported (pytester's sessions) changes the newest name.
+_modules_seen: tuple[int, str | None] = (-1, None)
 
 
 def _user_module_scans() -> list[_ModuleScan]:
     global _modules_seen
-    if len(sys.modules) != _modules_seen:
-        _modules_seen = len(sys.modules)
+    seen = (len(sys.modules), next(reversed(sys.modules), None))
+    if seen != _modules_seen:
+        _modules_seen = seen
         for name, module in list(sys.modules.items()):
             scan = _scans.get(name)
             if (scan is None or scan.module is not module) and module is not None and _is_user_module(module):

@@ -18,7 +18,8 @@ from detsched.schedule import Schedule, fingerprint
 
 from . import hookspecs
 from .options import MARKER_HELP, Options, add_options, check_strategy, default_seed, marker_settings, read_options
-from .runner import SETUP_STARTED_THREADS, TESTS_PREFIX, ItemRunner, Plan, RunContext, counting_thread_starts
+from .runner import (SETUP_STARTED_THREADS, TESTS_PREFIX, ItemRunner, Plan, RunContext, counting_thread_starts,
+                     unittest_case)
 
 _PLAN = pytest.StashKey[Plan]()
 _CONTEXT = pytest.StashKey[RunContext]()
@@ -110,11 +111,30 @@ class DetschedSession:
             item.user_properties.append(("detsched", {"test": unsharded_id(item), "mode": "plain", "reason": reason}))
         plan = item.stash.get(_PLAN, None)
         if plan is None or not plan.probe:
-            return (yield)
-        with counting_thread_starts() as started:  # a test's threads may start in its fixtures
             result = yield
-        item.stash[SETUP_STARTED_THREADS] = bool(started)
+        else:
+            with counting_thread_starts() as started:  # a test's threads may start in its fixtures
+                result = yield
+            item.stash[SETUP_STARTED_THREADS] = bool(started)
+        if plan is not None and isinstance(item.cls, type) and issubclass(item.cls, unittest.TestCase):
+            self._explore_unittest(item, plan)
         return result
+
+    def _explore_unittest(self, item, plan: Plan) -> None:
+        """A ``unittest.TestCase`` method runs through ``item.runtest``, not ``pytest_pyfunc_call``:
+        have its runtest explore runs of fresh instances of the case (its plain runtest is the
+        probe's call)."""
+        plain_runtest = item.runtest
+
+        def explore_runtest() -> None:
+            runner = ItemRunner(item, plan, item.stash[_CONTEXT], self.options.save_dir,
+                                function=unittest_case(item), plain_call=plain_runtest)
+            try:
+                runner.run()
+            finally:
+                item.user_properties.append(("detsched", runner.stats))
+
+        item.runtest = explore_runtest
 
     def _plan(self, item) -> Plan | None:
         if not isinstance(item, pytest.Function):
@@ -125,11 +145,11 @@ class DetschedSession:
         if marker is None and replay is None and not self.options.explore_all:
             return None
         probe = marker is None and replay is None
-        if isinstance(item.cls, type) and issubclass(item.cls, unittest.TestCase):
+        if isinstance(item.cls, type) and issubclass(item.cls, unittest.IsolatedAsyncioTestCase):
             if probe:
-                return self._not_explored(item, "a unittest.TestCase method")
-            raise DetschedUsageError("unittest.TestCase methods cannot be explored yet; write the test as a "
-                                     "plain pytest function")
+                return self._not_explored(item, "a unittest.IsolatedAsyncioTestCase method")
+            raise DetschedUsageError("unittest.IsolatedAsyncioTestCase methods cannot be explored yet; write the "
+                                     "test as an async pytest function marked @pytest.mark.detsched")
         if getattr(item.obj, "is_hypothesis_test", False):
             if probe:
                 return self._not_explored(item, "a Hypothesis test")

@@ -9,6 +9,7 @@ import inspect
 import os
 import re
 import threading
+import unittest
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -94,9 +95,13 @@ def _test_function(function):
 class ItemRunner:
     """Runs one planned item, raising pytest's outcome exceptions; ``stats`` says what it did."""
 
-    def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None):
+    def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None, *,
+                 function=None, plain_call=None):
+        """``function`` is what a run calls with the test's arguments (the test function, by
+        default); ``plain_call`` the test's own call as pytest makes it, for --detsched-all's probe."""
         self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
-        self.function = _test_function(item.obj)
+        self.function = function or _test_function(item.obj)
+        self.plain_call = plain_call or (lambda: item.obj(**self.fixtures.arguments()))
         self.fixtures = FunctionFixtures(item)
         self.target = Target(self._body, plan.test_id, plan.test_id, report_left_behind=not plan.probe, let_go=True,
                              prepare=self.fixtures.prepare)
@@ -111,7 +116,7 @@ class ItemRunner:
             # The test's own run, as pytest would make it: it decides whether there is anything
             # to explore, and a test that cannot run under control keeps this outcome.
             with counting_thread_starts() as started:
-                self.item.obj(**self.fixtures.arguments())
+                self.plain_call()
             if not started and not self.item.stash.get(SETUP_STARTED_THREADS, False):
                 self.stats.update(mode="plain", reason="started no thread")
                 return
@@ -394,6 +399,47 @@ def _first_sentence(error: BaseException) -> str:
     """The gist of a usage error, for a summary line: its first sentence, up to a colon if long."""
     text = str(error).split(". ", 1)[0]
     return text.split(": ", 1)[0] if len(text) > 100 else text
+
+
+def unittest_case(item: pytest.Item):
+    """What one run of a ``unittest.TestCase`` method does: a fresh instance of its class runs
+    setUp, the test and tearDown (and cleanups), as ``unittest`` would; its first error or failure
+    is raised, and a skip skips."""
+    def run_case() -> None:
+        case = type(item.instance)(item.name)
+        outcome = _CaseOutcome()
+        case.run(outcome)
+        if outcome.error is not None:
+            raise outcome.error[1].with_traceback(outcome.error[2])
+        if outcome.skipped is not None:
+            pytest.skip(outcome.skipped)
+
+    return run_case
+
+
+class _CaseOutcome(unittest.TestResult):
+    """Keeps the first error or failure of a test case, with its traceback, and a skip's reason."""
+
+    def __init__(self):
+        super().__init__()
+        self.error = None  # (type, exception, traceback)
+        self.skipped: str | None = None
+
+    def addError(self, test, err) -> None:
+        self.error = self.error or err
+
+    addFailure = addError
+
+    def addSubTest(self, test, subtest, err) -> None:
+        if err is not None:
+            self.addError(test, err)
+
+    def addSkip(self, test, reason: str) -> None:
+        self.skipped = reason
+
+    def addUnexpectedSuccess(self, test) -> None:
+        error = AssertionError(f"{test} passed but is marked @unittest.expectedFailure")
+        self.addError(test, (AssertionError, error, None))
 
 
 #: Whether the item's fixtures started a thread during pytest's setup (items --detsched-all probes).

@@ -514,8 +514,8 @@ def test_threads_started_by_a_fixture(server):
     assert not server.is_set()
 
 
-class TestCase(unittest.TestCase):
-    def test_method(self):
+class TestCase(unittest.IsolatedAsyncioTestCase):
+    async def test_method(self):
         pass
 
 
@@ -546,7 +546,8 @@ def test_detsched_all_says_which_tests_it_did_not_explore_and_why(pytester):
         "ran as usual: test_kinds.py::test_async_with_an_async_fixture",
         "not explored (a run took more than max_steps=300 steps): 1 test, ran as usual: "
         "test_kinds.py::test_longer_than_the_step_bound",
-        "not explored (a unittest.TestCase method): 1 test, ran as usual: test_kinds.py::TestCase::test_method",
+        "not explored (a unittest.IsolatedAsyncioTestCase method): 1 test, ran as usual: "
+        "test_kinds.py::TestCase::test_method",
         "not explored (cannot run under control: starting a subprocess is not supported under detsched: a "
         "child process would run outside its control): 1 test, "
         "ran as usual: test_kinds.py::test_starts_a_subprocess",
@@ -631,3 +632,60 @@ def test_child(made_by_the_child):
     result = run(pytester, "--detsched-all", "--detsched-runs=5")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["not explored (cannot run under control: starting a subprocess is not supported*"])
+
+
+UNITTEST_CASES = """
+import threading
+import unittest
+
+
+class TestCounter(unittest.TestCase):
+    def setUp(self):
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def tearDown(self):
+        self.lock = None
+
+    def run_twice(self, bump):
+        threads = [threading.Thread(target=bump) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def test_locked(self):
+        def bump():
+            with self.lock:
+                self.count += 1
+
+        self.run_twice(bump)
+        self.assertEqual(self.count, 2)
+
+    def test_racy(self):
+        def bump():
+            value = self.count
+            self.count = value + 1
+
+        self.run_twice(bump)
+        self.assertEqual(self.count, 2)
+
+    def test_single_threaded(self):
+        self.assertEqual(self.count, 0)
+"""
+
+
+def test_detsched_all_explores_unittest_cases_with_a_fresh_instance_per_run(pytester):
+    pytester.makepyfile(test_cases=UNITTEST_CASES)
+    result = run(pytester, "--detsched-all", "--detsched-runs=50")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines_random([
+        "test_cases.py::TestCounter::test_locked: 50 runs in *",
+        "exception: AssertionError: 1 != 2",
+        "Replay with: pytest 'test_cases.py::TestCounter::test_racy' --detsched-replay='ds1:*'",
+        "not explored (started no thread): 1 test, ran as usual: test_cases.py::TestCounter::test_single_threaded",
+    ])
+    schedule = replay_string(result)
+    replayed = run(pytester, f"--detsched-replay={schedule}", "test_cases.py::TestCounter::test_racy")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["exception: AssertionError: 1 != 2"])
