@@ -77,7 +77,7 @@ def test_fire_and_forget_task_is_reported_as_a_leak():
 
 @pytest.mark.parametrize("name", ["aio_cache", "aio_deadlock", "aio_leak"])
 def test_fixed_twin_passes(name):
-    report = detsched.explore(example(name, "fixed"), runs=300)
+    report = detsched.explore(example(name, "fixed"), runs=200)
     assert report.failure is None, report.failure
 
 

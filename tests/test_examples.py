@@ -27,7 +27,7 @@ EXPECTED = {
 }
 #: Runs of each fixed twin per strategy. The benchmark (benchmarks/examples_clean.py) runs
 #: 10,000 with pct; these keep the file quick.
-FIXED_RUNS = {"pct": 300, "random": 150}
+FIXED_RUNS = {"pct": 300, "random": 100}
 
 
 def target(example: str, function: str) -> str:
