@@ -1,6 +1,14 @@
 """Exceptions detsched raises: usage errors, replay problems and internal errors."""
 
 
+def a_type(value) -> str:
+    """How a message names the type of a value it did not expect: ``an int``, ``a list``, ``None``."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
 class DetschedError(Exception):
     """Base class of every error detsched raises on purpose."""
 

@@ -24,7 +24,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
-from .errors import ScheduleError
+from .errors import ScheduleError, a_type
 
 #: The version written in front of every schedule string; bump it when the layout or the meaning of
 #: a decision changes, so that old strings are refused with a clear message instead of misreplayed.
@@ -111,7 +111,7 @@ class Schedule:
         line wrapping) are ignored; anything else that is not a whole schedule string raises
         ``ScheduleError``, naming what is wrong."""
         if not isinstance(text, str):
-            raise ScheduleError(f"expected a schedule string like {_PREFIX + '...'!r}, got {_type_name(text)}")
+            raise ScheduleError(f"expected a schedule string like {_PREFIX + '...'!r}, got {a_type(text)}")
         text = "".join(text.split()).strip("'\"")
         if _PREFIX.startswith(text):
             what = f"{text!r} is only the start of" if text else "the text is empty, not"
@@ -203,14 +203,7 @@ def _json_type(value) -> str:
     if isinstance(value, bool):
         return "a boolean"
     names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
-    return names.get(type(value), _type_name(value))
-
-
-def _type_name(value) -> str:
-    if value is None:
-        return "None"
-    name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+    return names.get(type(value), a_type(value))
 
 
 class _Reader:

@@ -232,10 +232,9 @@ class Scheduler:
         finally:
             if profiler is not None:
                 _setprofile(profiler)
-        if me.detached:
-            me.op = None
-            return self._go_on_outside(op)
         me.op = None
+        if me.detached:
+            return self._go_on_outside(op)
         me.spinning = False
         return op.ready is None or op.ready()
 
@@ -686,30 +685,24 @@ def _let_go(t: LogicalThread) -> None:
     changed_outside()  # whoever joins it outside control
 
 
-def detached_threads() -> int:
-    """How many threads let go at the end of their runs are still alive."""
-    return _detached_alive
-
-
 def wait_outside(ready: Callable[[], bool], timeout: float | None) -> bool:
     """Wait for real, in a thread detsched does not control (or no longer controls), until
     ``ready()`` holds (True) or ``timeout`` seconds have passed (False)."""
     deadline = None if timeout is None else real_monotonic() + timeout
     while True:
+        left = OUTSIDE_POLL if deadline is None else min(OUTSIDE_POLL, deadline - real_monotonic())
         with _outside_guard:
             if ready():
                 return True
+            if left <= 0:
+                return False
             wake = _allocate_lock()
             wake.acquire()
             _outside_waiters.append(wake)
-        left = OUTSIDE_POLL if deadline is None else min(OUTSIDE_POLL, deadline - real_monotonic())
-        if left > 0:
-            wake.acquire(timeout=left)
+        wake.acquire(timeout=left)
         with _outside_guard:
             if wake in _outside_waiters:
                 _outside_waiters.remove(wake)
-        if left <= 0:
-            return False
 
 
 def changed_outside() -> None:

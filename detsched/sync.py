@@ -59,12 +59,12 @@ def _outside(primitive, what: str) -> DetschedUsageError:
 
 
 def check_reachable(primitive, what: str) -> None:
-    """Refuse ``what`` from a thread detsched does not control on a primitive that a thread of an
-    ended run was waiting in when the run ended: that thread is gone, so a put, set or notify would
-    reach nobody, and code waiting for its answer (a worker registry's ``stop()`` at a module
+    """Refuse ``what`` (called from a thread detsched does not control) on a primitive that a thread
+    of an ended run was waiting in when the run ended: that thread is gone, so a put, set or notify
+    would reach nobody, and code waiting for its answer (a worker registry's ``stop()`` at a module
     fixture's teardown) would wait for ever."""
     orphaned = getattr(primitive, "_ds_orphaned", None)
-    if orphaned is None or current() is not None:
+    if orphaned is None:
         return
     raise DetschedUsageError(
         f"{primitive.label} was made during a detsched run that has ended; {orphaned} was waiting in it when "
@@ -503,15 +503,13 @@ class Event:
         me = current()
         if me is None:
             check_reachable(self, "set()")
-            self._flag = True
-            self._sets += 1
-            changed_outside()
-            return
         else:
             me.sched.wait(me, Op("set", self))
             self._set_at = (me.sched.steps, me.label)
         self._flag = True
         self._sets += 1
+        if me is None:
+            changed_outside()
 
     def clear(self) -> None:
         me = current()

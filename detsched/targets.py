@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import DetschedUsageError
+from .errors import DetschedUsageError, a_type
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def _lookup(module, qualname: str, target: str):
                 f"{target}: no {qualname!r} in {module.__name__}; functions there: {', '.join(available) or 'none'}"
             ) from None
     if not callable(value):
-        kind = type(value).__name__
-        raise DetschedUsageError(f"{target} is {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, not a function")
+        raise DetschedUsageError(f"{target} is {a_type(value)}, not a function")
     return value
 
 

@@ -19,12 +19,12 @@ import pytest
 import detsched
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
 from detsched.explorer import explore, replay
+from detsched.frames import is_project_file
 from detsched.hooks import format_failure
 from detsched.report import Failure, Report
 from detsched.schedule import Schedule, fingerprint
 from detsched import scheduler
 from detsched.scheduler import current
-from detsched.frames import is_project_file
 from detsched.targets import Target
 
 from .options import Settings
