@@ -26,11 +26,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detsched  # noqa: E402
-from detsched import clock  # noqa: E402  (clock.real_monotonic: the real clock, even inside a run)
-from detsched.explorer import run_once  # noqa: E402
+from detsched._core import clock as clock  # noqa: E402  (clock.real_monotonic: the real clock, even inside a run)
+from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
-from detsched.targets import resolve  # noqa: E402
+from detsched._explore.targets import resolve  # noqa: E402
 
 #: Ratio of a controlled loop step to a stock one that the project aims to stay under.
 TARGET_RATIO = 3.0

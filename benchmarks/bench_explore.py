@@ -33,11 +33,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detsched  # noqa: E402
-from detsched.explorer import run_once  # noqa: E402
+from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
-from detsched.patching import Patcher  # noqa: E402
+from detsched._instrument.world import Patcher  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
-from detsched.targets import resolve  # noqa: E402
+from detsched._explore.targets import resolve  # noqa: E402
 
 #: Explorations per second the project aims for on one core.
 TARGET_RUNS_PER_SECOND = 1000

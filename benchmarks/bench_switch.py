@@ -23,10 +23,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detsched.explorer import run_once  # noqa: E402
+from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
-from detsched.targets import resolve  # noqa: E402
+from detsched._explore.targets import resolve  # noqa: E402
 
 #: Ratio of a controlled switch to a raw one that the project aims to stay under.
 TARGET_RATIO = 3.0

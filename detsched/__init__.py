@@ -10,7 +10,7 @@ schedule string::
     detsched.replay(test, "ds1:...")                # the same failure, every time
 """
 
-from .errors import (
+from detsched.errors import (
     DetschedError as DetschedError,
     DetschedInternalError as DetschedInternalError,
     DetschedUsageError as DetschedUsageError,
@@ -18,11 +18,11 @@ from .errors import (
     ReplayDivergedWarning as ReplayDivergedWarning,
     ScheduleError as ScheduleError,
 )
-from .explorer import explore as explore, replay as replay
-from .report import Failure as Failure, Report as Report
-from .reproduce import reproduce as reproduce
-from .schedule import Schedule as Schedule
-from .scheduler import Op, current
+from detsched._explore.explorer import explore as explore, replay as replay
+from detsched._report.failure import Failure as Failure, Report as Report
+from detsched.reproduce import reproduce as reproduce
+from detsched.schedule import Schedule as Schedule
+from detsched._core.scheduler import Op, current
 
 __version__ = "0.1.0"
 

@@ -13,12 +13,12 @@ import shlex
 import sys
 import warnings
 
-from . import __version__
-from .clock import real_monotonic
-from .errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
-from .explorer import MAX_RUNS, explore, replay_traced
-from .report import pace, render_timeline
-from .schedule import Schedule
+from detsched import __version__
+from detsched._core.clock import real_monotonic
+from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
+from detsched._explore.explorer import MAX_RUNS, explore, replay_traced
+from detsched._report.failure import pace, render_timeline
+from detsched.schedule import Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Seconds between progress-line updates on a terminal.

@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
-from .errors import DetschedUsageError
-from .explorer import replay, run_once, schedule_of, warm_up
-from .hooks import format_failure
-from .report import KINDS
-from .schedule import Points, Schedule, default_task, fingerprint
-from .scheduler import FailureInfo
-from .targets import Target, resolve
+from detsched.errors import DetschedUsageError
+from detsched._explore.explorer import replay, run_once, schedule_of, warm_up
+from detsched.plugins import format_failure
+from detsched._report.failure import KINDS
+from detsched.schedule import Points, Schedule, default_task, fingerprint
+from detsched._core.scheduler import FailureInfo
+from detsched._explore.targets import Target, resolve
 
 #: Most deviations one drawn schedule holds (PCT finds most bugs with depth 2-3).
 MAX_DEVIATIONS = 32

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from .explorer import load_schedule
-from .schedule import Schedule
+from detsched._explore.explorer import load_schedule
+from detsched.schedule import Schedule
 
 #: Attribute under which the decorated function carries its ``Schedule``.
 ATTRIBUTE = "_detsched_reproduce"

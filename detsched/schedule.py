@@ -24,7 +24,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
-from .errors import ScheduleError, a_type
+from detsched.errors import ScheduleError, a_type
 
 #: The version written in front of every schedule string; bump it when the layout or the meaning of
 #: a decision changes, so that old strings are refused with a clear message instead of misreplayed.

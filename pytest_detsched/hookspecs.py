@@ -1,6 +1,6 @@
 """Hooks the plugin offers to conftest files and other plugins (``pytest_detsched_*``).
 
-Strategies added here join detsched's own registry (``detsched.hooks``), so they are selectable by
+Strategies added here join detsched's own registry (``detsched.plugins``), so they are selectable by
 name everywhere a built-in one is: the marker, ``--detsched-strategy``, the ini file.
 """
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import pytest
 
 from detsched.errors import DetschedUsageError
-from detsched.explorer import MAX_RUNS
-from detsched.hooks import strategy_factories
+from detsched._explore.explorer import MAX_RUNS
+from detsched.plugins import strategy_factories
 from detsched.schedule import Schedule
 
 #: Runs per explored test unless told otherwise: a few tenths of a second for a small test, cheap

@@ -10,9 +10,9 @@ import unittest
 
 import pytest
 
-from detsched import hooks
+from detsched import plugins as hooks
 from detsched.errors import DetschedUsageError
-from detsched.report import pace, plural
+from detsched._report.failure import pace, plural
 from detsched.reproduce import reproduced_schedule
 from detsched.schedule import Schedule, fingerprint
 

@@ -18,14 +18,14 @@ import pytest
 
 import detsched
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
-from detsched.explorer import explore, replay
-from detsched.frames import is_project_file
-from detsched.hooks import format_failure
-from detsched.report import Failure, Report
+from detsched._explore.explorer import explore, replay
+from detsched._core.frames import is_project_file
+from detsched.plugins import format_failure
+from detsched._report.failure import Failure, Report
 from detsched.schedule import Schedule, fingerprint
-from detsched import scheduler
-from detsched.scheduler import current
-from detsched.targets import Target
+from detsched._core import scheduler as scheduler
+from detsched._core.scheduler import current
+from detsched._explore.targets import Target
 
 from .options import Settings
 

@@ -12,7 +12,7 @@ import pytest
 
 import detsched
 from contracts import virtual
-from detsched import scheduler
+from detsched._core import scheduler as scheduler
 from test_determinism import other_interpreters, replay_elsewhere, run_python
 from test_examples import EXAMPLES_DIR, found
 from test_examples import target as example

@@ -7,7 +7,7 @@ import threading
 import time
 
 import detsched
-from detsched import clock
+from detsched._core import clock as clock
 
 
 def test_real_thread_started_before_a_run_keeps_real_primitives():

@@ -1,11 +1,11 @@
-"""detsched.hooks: the pluggy registry through which plugins add strategies and reporters."""
+"""detsched.plugins: the pluggy registry through which plugins add strategies and reporters."""
 
 import threading
 
 import pytest
 
 import detsched
-from detsched import hooks
+from detsched import plugins as hooks
 from detsched.strategies import RandomWalk
 
 

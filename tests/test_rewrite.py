@@ -5,8 +5,8 @@ import threading
 import time
 
 import detsched
-from detsched import rewrite
-from detsched.rewrite import code_objects, rewrite_module
+from detsched._instrument import rewrite as rewrite
+from detsched._instrument.rewrite import code_objects, rewrite_module
 
 COUNTER = 0
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import detsched
-from detsched import scheduler
+from detsched._core import scheduler as scheduler
 
 
 def lost_update():

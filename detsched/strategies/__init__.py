@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from ..errors import DetschedUsageError
-from ..schedule import default_task
+from detsched.errors import DetschedUsageError
+from detsched.schedule import default_task
 from .pct import PCT
 from .random_walk import RandomWalk
 from .replay import PositionReplay, Replay
@@ -40,7 +40,7 @@ STRATEGIES = {"random": RandomWalk, "pct": PCT}
 
 
 def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
-    from ..hooks import strategy_factories  # built-ins plus those plugins add (DESIGN §4)
+    from detsched.plugins import strategy_factories  # built-ins plus those plugins add (DESIGN §4)
 
     factories = strategy_factories()
     try:

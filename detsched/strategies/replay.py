@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import ReplayDiverged
-from ..schedule import Schedule, default_task
+from detsched.errors import ReplayDiverged
+from detsched.schedule import Schedule, default_task
 
 
 class Replay:

@@ -10,16 +10,22 @@ import random
 import warnings
 from typing import Callable
 
-from . import frames, futures, instrument, threads
-from .clock import real_monotonic
-from .errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
-from .patching import Patcher
-from .report import Failure, Report
-from .schedule import Points, Schedule, fingerprint
-from .scheduler import FailureInfo, RunResult, Scheduler, current
-from .shrink import Outcome, shrink
-from .strategies import PositionReplay, Replay, make_strategy
-from .targets import Target, resolve
+from detsched._core import frames
+
+from detsched._primitives import futures
+
+from detsched._instrument import calls as instrument
+
+from detsched._primitives import threads
+from detsched._core.clock import real_monotonic
+from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
+from detsched._instrument.world import Patcher
+from detsched._report.failure import Failure, Report
+from detsched.schedule import Points, Schedule, fingerprint
+from detsched._core.scheduler import FailureInfo, RunResult, Scheduler, current
+from detsched._explore.shrink import Outcome, shrink
+from detsched.strategies import PositionReplay, Replay, make_strategy
+from detsched._explore.targets import Target, resolve
 
 _one_run_at_a_time = _thread.allocate_lock()
 #: Largest ``runs`` accepted; more is almost certainly a typo.
@@ -95,7 +101,7 @@ def _run_once(target, strategy, run_index, max_steps, tracing, points, verify) -
 
 
 def _call(target: Target) -> None:
-    from . import aio  # imported here: thread-only users need not pay for importing asyncio at start-up
+    from detsched._aio import loop as aio  # imported here: thread-only users need not pay for importing asyncio at start-up
 
     with aio.controlled():
         outcome = target.function()

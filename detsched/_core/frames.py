@@ -8,7 +8,7 @@ import sys
 import sysconfig
 import traceback
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # detsched/
 #: The pytest plugin, installed next to detsched, calls the test body in every run: its frames are ours too.
 _PLUGIN_DIR = os.path.join(os.path.dirname(_PACKAGE_DIR[:-1]), "pytest_detsched") + os.sep
 

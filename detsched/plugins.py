@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .errors import DetschedUsageError
+from detsched.errors import DetschedUsageError
 
 try:
     import pluggy
@@ -49,7 +49,7 @@ class HookSpecs:
 
 
 def _builtin_strategies() -> dict[str, Callable]:
-    from .strategies import STRATEGIES  # the strategies package asks this registry for names
+    from detsched.strategies import STRATEGIES  # the strategies package asks this registry for names
 
     return dict(STRATEGIES)
 

@@ -17,8 +17,8 @@ from concurrent.futures import wait as _real_wait
 from concurrent.futures.thread import BrokenThreadPool
 from concurrent.futures.thread import ThreadPoolExecutor as _RealThreadPoolExecutor
 
-from .scheduler import Op, current
-from .sync import make_label, real_outside_control
+from detsched._core.scheduler import Op, current
+from detsched._primitives.sync import make_label, real_outside_control
 
 #: Workers when ``max_workers`` is not given. The stdlib derives it from the CPU count; a fixed
 #: number keeps schedules identical across machines.

@@ -22,8 +22,8 @@ import builtins
 import sys
 import types
 
-from .frames import may_switch_in
-from .scheduler import Op, current
+from detsched._core.frames import may_switch_in
+from detsched._core.scheduler import Op, current
 
 POINT = "@ds_point"
 ITERATE = "@ds_iterate"

@@ -15,9 +15,9 @@ import _thread
 import threading
 from contextlib import contextmanager
 
-from . import frames
-from .errors import DetschedUsageError
-from .scheduler import LogicalThread, Op, changed_outside, current, wait_outside
+from detsched._core import frames
+from detsched.errors import DetschedUsageError
+from detsched._core.scheduler import LogicalThread, Op, changed_outside, current, wait_outside
 
 
 _RealSemaphore = threading.Semaphore

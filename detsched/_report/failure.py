@@ -6,8 +6,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from .schedule import Schedule
-from .scheduler import TraceStep
+from detsched.schedule import Schedule
+from detsched._core.scheduler import TraceStep
 
 #: The kinds of failure detsched reports (``Failure.kind``).
 KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "data-race", "livelock", "step-limit", "blocked")

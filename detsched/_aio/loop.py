@@ -34,11 +34,13 @@ import warnings
 import weakref
 from contextlib import contextmanager
 
-from . import frames, instrument
-from .errors import DetschedUsageError, RunAborted
-from .patching import Patcher
-from .scheduler import FailureInfo, LogicalThread, Op, Scheduler, TraceStep, current
-from .sync import make_label
+from detsched._core import frames
+
+from detsched._instrument import calls as instrument
+from detsched.errors import DetschedUsageError, RunAborted
+from detsched._instrument.world import Patcher
+from detsched._core.scheduler import FailureInfo, LogicalThread, Op, Scheduler, TraceStep, current
+from detsched._primitives.sync import make_label
 
 #: Names of the bound methods through which asyncio schedules a task's next step (the C
 #: implementation's step wrapper has no name).

@@ -13,8 +13,8 @@ import _thread
 import itertools
 import threading
 
-from .scheduler import LogicalThread, Op, current
-from .sync import timed_wait
+from detsched._core.scheduler import LogicalThread, Op, current
+from detsched._primitives.sync import timed_wait
 
 _REAL_EVENT = threading.Event
 _real_init = threading.Thread.__init__

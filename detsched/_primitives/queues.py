@@ -11,8 +11,8 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from .scheduler import Op, changed_outside, current, wait_outside
-from .sync import Condition, Lock, check_reachable, make_label, real_outside_control, timed_wait
+from detsched._core.scheduler import Op, changed_outside, current, wait_outside
+from detsched._primitives.sync import Condition, Lock, check_reachable, make_label, real_outside_control, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full
 ShutDown = getattr(_stdlib_queue, "ShutDown", None)  # Python 3.13+

@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import DetschedUsageError, a_type
+from detsched.errors import DetschedUsageError, a_type
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from . import frames
-from .clock import VirtualClock, real_monotonic, real_sleep as _sleep
-from .errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
-from .schedule import default_task
+from detsched._core import frames
+from detsched._core.clock import VirtualClock, real_monotonic, real_sleep as _sleep
+from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
+from detsched.schedule import default_task
 
 _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident

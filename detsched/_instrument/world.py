@@ -25,10 +25,18 @@ import threading
 import time
 import types
 
-from . import futures, queues, rewrite, sync, threads
-from .frames import INFRASTRUCTURE, is_user_file
-from .errors import DetschedUsageError
-from .scheduler import Op, current
+from detsched._primitives import futures
+
+from detsched._primitives import queues
+
+from detsched._instrument import rewrite
+
+from detsched._primitives import sync
+
+from detsched._primitives import threads
+from detsched._core.frames import INFRASTRUCTURE, is_user_file
+from detsched.errors import DetschedUsageError
+from detsched._core.scheduler import Op, current
 
 _MISSING = object()
 
