@@ -16,7 +16,8 @@ import warnings
 from detsched import __version__
 from detsched._core.clock import real_monotonic
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
-from detsched._explore.explorer import MAX_RUNS, explore, replay_traced
+from detsched import settings
+from detsched._explore.explorer import explore, replay_traced
 from detsched._report.failure import pace, render_timeline
 from detsched.schedule import Schedule
 
@@ -43,35 +44,20 @@ examples:
 """
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _argument(parse):
+    """An argparse type from a ``detsched.settings`` parser: its reason becomes argparse's error."""
+    def convert(text: str) -> int:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__.removeprefix("parse_")  # argparse names the type in errors
+    return convert
 
 
-def _runs(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_RUNS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_RUNS} runs, got {value}")
-    return value
-
-
-def _depth(text: str) -> int:
-    value = _positive(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"PCT depth is the number of ordering constraints a bug needs (1-5 is typical); got {value}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+_positive, _runs, _depth, _integer = map(_argument, (settings.parse_positive, settings.parse_runs,
+                                                     settings.parse_depth, settings.parse_integer))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,17 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run TARGET many times, each under a different interleaving, "
                                           "and stop at the first failure.")
     run.add_argument("target", metavar="TARGET", help="'file.py::function' or 'package.module:function'")
-    run.add_argument("--strategy", default="pct",
+    run.add_argument("--strategy", default=settings.STRATEGY,
                      help="how to pick who runs next: pct (priority change points; good at rare orders), "
                           "random (uniform at each step), or one a plugin adds. Default: pct")
-    run.add_argument("--runs", type=_runs, default=1000, help="how many runs to try (default 1000)")
-    run.add_argument("--seed", type=_integer, default=0,
+    run.add_argument("--runs", type=_runs, default=settings.RUNS, help=f"how many runs to try (default {settings.RUNS})")
+    run.add_argument("--seed", type=_integer, default=settings.SEED,
                      help="the same seed explores the same runs on any machine (default 0; "
                           "DETSCHED_SEED overrides)")
-    run.add_argument("--depth", type=_depth, default=3,
-                     help="PCT bug depth: how many ordering constraints the bug needs (default 3)")
-    run.add_argument("--max-steps", type=_positive, default=100_000,
-                     help="scheduling steps one run may take before it is reported as a livelock (default 100000)")
+    run.add_argument("--depth", type=_depth, default=settings.DEPTH,
+                     help=f"PCT bug depth: how many ordering constraints the bug needs (default {settings.DEPTH})")
+    run.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS,
+                     help=f"scheduling steps one run may take before it is reported as a livelock (default {settings.MAX_STEPS})")
     run.add_argument("--no-preempt-calls", dest="preempt_calls", action="store_false",
                      help="switch threads only at synchronisation operations, not also when user "
                           "code calls a function")
@@ -110,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("source", metavar="FILE|TARGET",
                              help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
         command.add_argument("--schedule", metavar="STR", help="the 'ds1:...' string a failure report printed")
-        command.add_argument("--max-steps", type=_positive, default=100_000, help="as for run")
+        command.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS, help="as for run")
     return parser
 
 

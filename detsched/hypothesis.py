@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
+from detsched import settings
 from detsched.errors import DetschedUsageError
+from detsched.settings import Limits
 from detsched._explore.explorer import replay, run_once, schedule_of, warm_up
 from detsched.plugins import format_failure
 from detsched._report.failure import KINDS
@@ -72,6 +74,9 @@ class PlannedDeviations:
             self.planned.setdefault(decision, alternative)  # the first of two at one decision wins
         self.decisions = 0
 
+    def calibrate(self, decisions: int) -> None:
+        pass
+
     def new_execution(self, run_index: int) -> None:
         self.decisions = 0
 
@@ -105,17 +110,19 @@ class DrawnSchedule:
         ran = "" if self.schedule is None else f", ran as {self.schedule.dumps()!r}"
         return f"DrawnSchedule(deviations={list(self.deviations)!r}{ran})"
 
-    def run(self, target, *, max_steps: int = 100_000, points: Points = Points()) -> None:
+    def run(self, target, *, max_steps: int = settings.MAX_STEPS, points: Points = Points()) -> None:
         """Run ``target`` (a callable taking no arguments, or a ``detsched`` target string) once
         under this schedule. Raises an ``InterleavingFailure`` subclass if the run fails."""
         if self.schedule is not None:
             raise DetschedUsageError("a drawn schedule runs one target once; draw another schedules() value "
                                      "for a second run")
+        settings.check_count("max_steps", max_steps)
+        limits = Limits(max_steps)
         resolved = resolve(target)
         if resolved.name not in _warmed_up:
-            warm_up(resolved, max_steps, points)
+            warm_up(resolved, limits, points)
             _warmed_up.add(resolved.name)
-        result = run_once(resolved, PlannedDeviations(self.deviations), 0, max_steps, points=points)
+        result = run_once(resolved, PlannedDeviations(self.deviations), 0, limits, points=points)
         origin = Schedule(fingerprint(resolved.name), PlannedDeviations.name, 0, 0, 0, (), points)
         self.schedule = schedule_of(origin, result)
         if result.failure is not None:

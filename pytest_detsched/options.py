@@ -13,19 +13,20 @@ from dataclasses import dataclass, replace
 import pytest
 
 from detsched.errors import DetschedUsageError
-from detsched._explore.explorer import MAX_RUNS
-from detsched.plugins import strategy_factories
+from detsched import settings
+from detsched.strategies import strategy_factories
 from detsched.schedule import Schedule
 
 #: Runs per explored test unless told otherwise: a few tenths of a second for a small test, cheap
 #: enough for every run of a suite. Raise it in CI with ``--detsched-runs``.
 DEFAULT_RUNS = 200
-DEFAULT_STRATEGY = "pct"
-DEFAULT_DEPTH = 3
-DEFAULT_MAX_STEPS = 100_000
+DEFAULT_STRATEGY = settings.STRATEGY
+DEFAULT_DEPTH = settings.DEPTH
+DEFAULT_MAX_STEPS = settings.MAX_STEPS
 #: Arguments ``@pytest.mark.detsched(...)`` accepts.
 MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps")
-MARKER_HELP = ("detsched(runs=200, strategy='pct', depth=3, seed=None, max_steps=100000): explore the "
+MARKER_HELP = (f"detsched(runs={DEFAULT_RUNS}, strategy={DEFAULT_STRATEGY!r}, depth={DEFAULT_DEPTH}, seed=None, "
+               f"max_steps={DEFAULT_MAX_STEPS}): explore the "
                "test's thread interleavings under detsched's controlled scheduler, re-running the body "
                "once per run")
 
@@ -85,10 +86,10 @@ def read_options(config) -> Options:
     """The session's options from the command line and ini file; ``pytest.UsageError`` if bad."""
     try:
         defaults = Settings(
-            runs=_setting(config, "runs", _runs, DEFAULT_RUNS),
+            runs=_setting(config, "runs", settings.parse_runs, DEFAULT_RUNS),
             strategy=_setting(config, "strategy", str, DEFAULT_STRATEGY),
-            seed=_setting(config, "seed", _integer, None),
-            max_steps=_setting(config, "max_steps", _positive, DEFAULT_MAX_STEPS),
+            seed=_setting(config, "seed", settings.parse_integer, None),
+            max_steps=_setting(config, "max_steps", settings.parse_positive, DEFAULT_MAX_STEPS),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
@@ -96,7 +97,7 @@ def read_options(config) -> Options:
         if explore_all is None:
             explore_all = config.getini("detsched_all")
         return Options(defaults, replay, bool(explore_all), _setting(config, "save_dir", str, None),
-                       _setting(config, "shards", _positive, 1))
+                       _setting(config, "shards", settings.parse_positive, 1))
     except DetschedUsageError as exc:
         raise pytest.UsageError(f"detsched: {exc}") from None
 
@@ -115,37 +116,8 @@ def _setting(config, name: str, parse, default):
         raise DetschedUsageError(f"{where}: {exc}") from None
 
 
-def _integer(value) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected an integer, got {value!r}") from None
-
-
-def _positive(value) -> int:
-    number = _integer(value)
-    if number < 1:
-        raise ValueError(f"must be at least 1, got {number}")
-    return number
-
-
-def _runs(value) -> int:
-    number = _positive(value)
-    if number > MAX_RUNS:
-        raise ValueError(f"at most {MAX_RUNS} runs, got {number}")
-    return number
-
-
-def _depth(value) -> int:
-    number = _positive(value)
-    if number > 100:
-        raise ValueError(f"PCT depth is the number of ordering constraints a bug needs (1-5 is typical), got {number}")
-    return number
-
-
-_PARSERS = {"runs": _runs, "depth": _depth, "seed": _integer, "max_steps": _positive}
+_PARSERS = {"runs": settings.parse_runs, "depth": settings.parse_depth, "seed": settings.parse_integer,
+            "max_steps": settings.parse_positive}
 
 
 def marker_settings(marker, defaults: Settings) -> Settings:

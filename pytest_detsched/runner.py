@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import pytest
 
 import detsched
+import detsched.settings
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
 from detsched._explore.explorer import explore, replay
 from detsched._core.frames import is_project_file
 from detsched.plugins import format_failure
 from detsched._report.failure import Failure, Report
 from detsched.schedule import Schedule, fingerprint
-from detsched._core import scheduler as scheduler
 from detsched._core.scheduler import current
 from detsched._explore.targets import Target
 
@@ -103,6 +103,7 @@ class ItemRunner:
         self.function = function or _test_function(item.obj)
         self.plain_call = plain_call or (lambda: item.obj(**self.fixtures.arguments()))
         self.fixtures = FunctionFixtures(item)
+        self.blocked_after = _blocked_after(_timeout(item))
         self.target = Target(self._body, plan.test_id, plan.test_id, report_left_behind=not plan.probe, let_go=True,
                              prepare=self.fixtures.prepare)
         # Tasks of an async test interleave in detsched's event loop even without threads.
@@ -121,12 +122,11 @@ class ItemRunner:
                 self.stats.update(mode="plain", reason="started no thread")
                 return
         try:
-            with _watchdog_within(_timeout(self.item)):
-                self.fixtures.teardown()  # every run sets up and tears down its own
-                if self.plan.replay is not None:
-                    self._replay_given()
-                elif not self._replay_cached():
-                    self._explore()
+            self.fixtures.teardown()  # every run sets up and tears down its own
+            if self.plan.replay is not None:
+                self._replay_given()
+            elif not self._replay_cached():
+                self._explore()
             return
         except DetschedUsageError as exc:
             if self.plan.probe:
@@ -183,7 +183,7 @@ class ItemRunner:
         try:
             report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
                              depth=settings.depth, max_steps=settings.max_steps, first_run=self.plan.first_run,
-                             progress=self._progress)
+                             blocked_after=self.blocked_after, progress=self._progress)
         except _NothingToExplore:
             self.stats.update(runs=1, mode="nothing")
             self.item.warn(DetschedWarning(
@@ -235,7 +235,8 @@ class ItemRunner:
 
     def _replay(self, schedule: Schedule) -> Failure | None:
         self.context.run_index = schedule.run_index
-        failure = replay(self.target, schedule, max_steps=self.plan.settings.max_steps)
+        failure = replay(self.target, schedule, max_steps=self.plan.settings.max_steps,
+                         blocked_after=self.blocked_after)
         self.stats.update(runs=1, kind=failure.kind if failure else None)
         return failure
 
@@ -320,18 +321,11 @@ def _timeout(item: pytest.Item) -> float | None:
         return None  # pytest-timeout reports its own bad input
 
 
-@contextlib.contextmanager
-def _watchdog_within(timeout: float | None):
-    """Make detsched's watchdog report a thread stuck outside its control (a ``blocked`` failure,
-    with the thread's stack) before a pytest-timeout limit kills the test. A third of the limit
-    leaves room for the warm-up run that precedes a replay, which blocks too."""
-    saved = scheduler.BLOCKED_AFTER
-    if timeout is not None:
-        scheduler.BLOCKED_AFTER = min(saved, timeout / 3)
-    try:
-        yield
-    finally:
-        scheduler.BLOCKED_AFTER = saved
+def _blocked_after(timeout: float | None) -> float | None:
+    """How long detsched's watchdog waits before it reports a thread stuck outside its control (a
+    ``blocked`` failure, with the thread's stack): before a pytest-timeout limit kills the test. A
+    third of the limit leaves room for the warm-up run that precedes a replay, which blocks too."""
+    return None if timeout is None else min(detsched.settings.BLOCKED_AFTER, timeout / 3)
 
 
 class FunctionFixtures:

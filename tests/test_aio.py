@@ -12,7 +12,7 @@ import pytest
 
 import detsched
 from contracts import virtual
-from detsched._core import scheduler as scheduler
+from detsched import settings
 from test_determinism import other_interpreters, replay_elsewhere, run_python
 from test_examples import EXAMPLES_DIR, found
 from test_examples import target as example
@@ -324,7 +324,7 @@ def test_stock_policy_is_restored_after_every_run():
 
 
 def test_run_after_one_blocked_outside_control_restores_the_policy(monkeypatch):
-    monkeypatch.setattr(scheduler, "BLOCKED_AFTER", 0.2)
+    monkeypatch.setattr(settings, "BLOCKED_AFTER", 0.2)
     receiver, sender = socket.socketpair()
 
     async def blocks():

@@ -1,15 +1,18 @@
 """Determinism: the same seed explores the same runs in another process, and a schedule recorded
 on this interpreter replays on every other CPython that pyenv provides.
 
-The other interpreters have nothing installed: they run with ``-S`` (no site-packages) and import
-detsched from this checkout through ``PYTHONPATH``, so their targets must be files that import only
-the standard library (written to ``tmp_path`` or taken from ``examples/``), never a test module."""
+The other interpreters need nothing installed: they run with ``-S`` (no site-packages) and import
+detsched from this checkout, and pluggy (its one dependency, pure Python) from this interpreter,
+through ``PYTHONPATH``. So their targets must be files that import only the standard library
+(written to ``tmp_path`` or taken from ``examples/``), never a test module."""
 
 import glob
 import os
 import subprocess
 import sys
+import tempfile
 
+import pluggy
 import pytest
 
 import detsched
@@ -60,11 +63,25 @@ def target(tmp_path):
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(detsched.__file__)))
 
 
+def _only_pluggy() -> str:
+    """A directory holding nothing but this interpreter's pluggy, to put on another one's path."""
+    directory = os.path.join(tempfile.gettempdir(), f"detsched-pluggy-{pluggy.__version__}")
+    link = os.path.join(directory, "pluggy")
+    if not os.path.exists(link):
+        os.makedirs(directory, exist_ok=True)
+        try:
+            os.symlink(os.path.dirname(pluggy.__file__), link)
+        except FileExistsError:  # made meanwhile by another worker
+            pass
+    return directory
+
+
 def run_python(python, code, *, stdlib_only=False):
     """Run ``code`` in ``python`` with this checkout's detsched first on the path. ``stdlib_only``
-    leaves out site-packages (``-S``): only the standard library and detsched can be imported, as
-    on a fresh interpreter where nothing, not even pluggy or pytest, is installed."""
-    env = dict(os.environ, PYTHONPATH=CHECKOUT, PYTHONHASHSEED="random")
+    leaves out site-packages (``-S``): only the standard library, detsched and pluggy can be
+    imported, as on a fresh interpreter where only detsched was installed."""
+    path = CHECKOUT + (os.pathsep + _only_pluggy() if stdlib_only else "")
+    env = dict(os.environ, PYTHONPATH=path, PYTHONHASHSEED="random")
     flags = ["-S"] if stdlib_only else []
     out = subprocess.run([python, *flags, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -74,7 +91,7 @@ def run_python(python, code, *, stdlib_only=False):
 def replay_elsewhere(python, target, schedule) -> str:
     """``kind message`` of replaying ``schedule`` in another interpreter with nothing installed.
     An interpreter that cannot run at all is skipped, saying why; one that runs but cannot import
-    detsched from the standard library alone is a failure (detsched must not need pluggy)."""
+    detsched with the standard library and pluggy alone is a failure."""
     probe = subprocess.run([python, "-S", "-c", "import sys; assert sys.version_info >= (3, 10)"],
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:

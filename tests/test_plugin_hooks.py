@@ -5,8 +5,8 @@ import threading
 import pytest
 
 import detsched
-from detsched import plugins as hooks
-from detsched.strategies import RandomWalk
+from detsched import plugins
+from detsched.strategies import RandomWalk, strategy_factories
 
 
 class FirstRunnable(RandomWalk):
@@ -29,19 +29,19 @@ def two_threads():
 @pytest.fixture
 def registered():
     """Register plugin objects for one test, and take them out again."""
-    plugins = []
+    added = []
 
     def register(plugin):
-        hooks.register(plugin)
-        plugins.append(plugin)
+        plugins.register(plugin)
+        added.append(plugin)
 
     yield register
-    for plugin in plugins:
-        hooks.unregister(plugin)
+    for plugin in added:
+        plugins.unregister(plugin)
 
 
 class StrategyPlugin:
-    @hooks.hookimpl
+    @plugins.hookimpl
     def detsched_strategies(self):
         return {"first-runnable": FirstRunnable}
 
@@ -60,25 +60,25 @@ def test_unknown_strategy_lists_the_plugins_strategies_too(registered):
 
 def test_unregistered_strategy_is_gone():
     plugin = StrategyPlugin()
-    hooks.register(plugin)
-    hooks.unregister(plugin)
-    assert "first-runnable" not in hooks.strategy_factories()
+    plugins.register(plugin)
+    plugins.unregister(plugin)
+    assert "first-runnable" not in strategy_factories()
 
 
 def test_a_plugin_may_not_redefine_a_builtin_strategy(registered):
     class Impostor:
-        @hooks.hookimpl
+        @plugins.hookimpl
         def detsched_strategies(self):
             return {"pct": FirstRunnable}
 
     registered(Impostor())
     with pytest.raises(detsched.DetschedUsageError, match="redefines the built-in strategy 'pct'"):
-        hooks.strategy_factories()
+        strategy_factories()
 
 
 def test_a_reporter_plugin_writes_the_failure_text(registered):
     class Terse:
-        @hooks.hookimpl
+        @plugins.hookimpl
         def detsched_format_failure(self, failure):
             return f"{failure.kind}!"
 
@@ -89,9 +89,9 @@ def test_a_reporter_plugin_writes_the_failure_text(registered):
         raise ValueError("boom")
 
     failure = detsched.explore(failing, runs=1).failure
-    assert hooks.format_failure(failure) == "exception!"
+    assert plugins.format_failure(failure) == "exception!"
 
 
 def test_without_reporters_the_text_is_the_failures_own():
     failure = detsched.explore(lambda: 1 / 0, runs=1).failure
-    assert hooks.format_failure(failure) == str(failure)
+    assert plugins.format_failure(failure) == str(failure)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import detsched
-from detsched._core import scheduler as scheduler
+from detsched import settings
 
 
 def lost_update():
@@ -247,7 +247,7 @@ def test_virtual_clock_makes_an_hour_of_sleep_instant():
 
 
 def test_blocked_outside_control_is_reported_with_stack(monkeypatch):
-    monkeypatch.setattr(scheduler, "BLOCKED_AFTER", 0.3)
+    monkeypatch.setattr(settings, "BLOCKED_AFTER", 0.3)
     hidden = [threading.Lock()]  # a real lock detsched cannot reach: not a module-level name
 
     def main():
@@ -448,7 +448,7 @@ def test_system_exit_in_a_worker_ends_only_that_thread_as_in_the_stdlib():
 
 
 def test_a_thread_looping_without_scheduling_points_is_stopped_after_its_report(monkeypatch):
-    monkeypatch.setattr(scheduler, "BLOCKED_AFTER", 0.3)
+    monkeypatch.setattr(settings, "BLOCKED_AFTER", 0.3)
     before = threading.active_count()
 
     def main():

@@ -77,7 +77,7 @@ def run(awaitable) -> None:
         except (Exception, asyncio.CancelledError) as error:
             if isinstance(error, DetschedUsageError):
                 raise
-            loop._sched.fail(loop._runner, _exception_info(error, task_label(main)))
+            loop._sched.fail(_exception_info(error, task_label(main)))
         if loop._asyncgens:  # each of these costs a few steps; most tests need neither
             loop.run_until_complete(loop.shutdown_asyncgens())
         if loop._default_executor is not None:
@@ -108,7 +108,7 @@ def controlled():
         _policy = policy
         yield
         if policy.unawaited:  # dropped where no event loop's end-of-main check saw them (plain code)
-            me.sched.fail(me, FailureInfo("leak", "; ".join(policy.unawaited), me.label))
+            me.sched.fail(FailureInfo("leak", "; ".join(policy.unawaited), me.label))
     finally:
         patcher.restore()  # a no-op if the next run restored it already
         if _patcher is patcher:
@@ -218,7 +218,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         self._main_checked = True
         result = super().run_until_complete(future)
         if self._failure is not None:
-            self._sched.fail(self._runner, self._failure)
+            self._sched.fail(self._failure)
         if first:
             self._check_after_main()
         return result
@@ -238,7 +238,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         if sched.aborting:  # a task swallowed the abort (Task catches BaseException): stop here
             raise RunAborted
         if self._failure is not None:
-            sched.fail(me, self._failure)
+            sched.fail(self._failure)
         if self._scheduled:
             self._release_due_timers()
         polling = self._polling_tasks()
@@ -263,7 +263,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             handle = ready.popleft()
         else:
             handle = self._pick(note or "")
-        if sched.steps > sched.max_steps:
+        if sched.steps > sched.limits.max_steps:
             self._livelock(handle)
         if _resumes_after_yield(handle):
             self._looked[_task_of(handle)] = self._others_progress()
@@ -390,7 +390,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         elif message is None:
             message = "the event loop has nothing to run and nothing can wake it (run_forever() that nothing stops)"
         actor = task_label(pending[0]) if pending else self._runner.label
-        self._sched.fail(self._runner, FailureInfo(kind, message, actor, _stacks(pending)))
+        self._sched.fail(FailureInfo(kind, message, actor, _stacks(pending)))
 
     def _livelock(self, handle) -> None:
         what, where = _describe_handle(handle)
@@ -404,7 +404,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
                 error = task.exception()
                 if isinstance(error, DetschedUsageError):
                     raise error
-                self._sched.fail(self._runner, _exception_info(
+                self._sched.fail(_exception_info(
                     error, f"{task_label(task)}; nothing retrieved its exception (no await, result() or exception())"))
         pending = self._pending()
         leaks = [f"{_waits_for(t)}, still pending when the main coroutine returned" for t in pending]
@@ -417,7 +417,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
                              f"{_location(agen.ag_frame)}: nothing closed it")
         if leaks:
             actor = task_label(pending[0]) if pending else self._runner.label
-            self._sched.fail(self._runner, FailureInfo("leak", "; ".join(leaks), actor, _stacks(pending)))
+            self._sched.fail(FailureInfo("leak", "; ".join(leaks), actor, _stacks(pending)))
 
     def default_exception_handler(self, context) -> None:
         """An error asyncio would only log (an exception in a callback, a future's exception nobody

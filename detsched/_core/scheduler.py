@@ -26,14 +26,12 @@ from detsched._core import frames
 from detsched._core.clock import VirtualClock, real_monotonic, real_sleep as _sleep
 from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
 from detsched.schedule import default_task
+from detsched.settings import Limits
 
 _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
 _start_new_thread = _thread.start_new_thread
 
-#: Seconds a thread may run without reaching a scheduling point before the watchdog reports it as
-#: blocked outside detsched's control. Not Final: tests lower it.
-BLOCKED_AFTER = 10.0
 #: Virtual seconds within which timed waits that end close together end in any order (the kernel's
 #: timer slack and scheduling latency blur the order of wake-ups that close; asyncio's own timers
 #: keep their order).
@@ -163,14 +161,14 @@ class RunResult:
 class Scheduler:
     """Runs one execution of a target under a strategy."""
 
-    def __init__(self, strategy, *, max_steps: int, tracing: bool = False,
+    def __init__(self, strategy, limits: Limits, *, tracing: bool = False,
                  thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None,
                  report_leaks: bool = True, let_go: bool = False):
         self.strategy = strategy
         self.report_leaks = report_leaks  # False: threads still blocked after the target returned end the run quietly
         self.let_go = let_go  # threads blocked when the target has returned go on outside control
         self.thread_setup = thread_setup  # runs first in every controlled thread
-        self.max_steps = max_steps
+        self.limits = limits
         self.tracing = tracing
         self.clock = VirtualClock()
         self.threads: list[LogicalThread] = []  # index == tid
@@ -251,7 +249,7 @@ class Scheduler:
         try:
             value = self.strategy.next_data(bound, at=(me.tid, me.ops))
         except ReplayDiverged as exc:
-            self._fail_usage(me, exc)
+            self._fail_usage(exc)
         self.choices.append(((me.tid, me.ops), tuple(range(bound)), 0))
         if value != 0:
             self.deviations.append((self.choice_points, value))
@@ -267,7 +265,7 @@ class Scheduler:
     def _verify_path(self, me: LogicalThread) -> None:
         expected = self.verify.get(self.choice_points)
         if expected is not None and expected != self.path & 0xFFFF:
-            self._fail_usage(me, ReplayDiverged(
+            self._fail_usage(ReplayDiverged(
                 self.steps, f"the threads did different operations before decision {self.choice_points} "
                 "than when the schedule was recorded"))
 
@@ -357,7 +355,7 @@ class Scheduler:
             try:
                 tid = self.strategy.next_task(tids, current, yielding=yielding, at=(me.tid, me.ops))
             except ReplayDiverged as exc:
-                self._fail_usage(me, exc)
+                self._fail_usage(exc)
             if tid != default:
                 self.deviations.append((self.choice_points, tid))
                 self.positions.append(((me.tid, me.ops), tid))
@@ -369,7 +367,7 @@ class Scheduler:
         self.path = _extend_path(self.path, chosen.tid, chosen.op.kind)
         if self.tracing:
             self._record(me, chosen, current)
-        if self.steps > self.max_steps:
+        if self.steps > self.limits.max_steps:
             retrying = self.last_failed_poll is not None and self.steps - self.last_failed_poll < RETRYING_WINDOW
             spinning = retrying or any(t.spinning for t in self.live)
             self.out_of_steps(me, spinning)
@@ -378,13 +376,13 @@ class Scheduler:
     def out_of_steps(self, me: LogicalThread, spinning: bool, last: str = "", details: str = "") -> None:
         """Fail a run that reached ``max_steps``: a livelock if threads were spinning or retrying
         operations that fail, else a test longer than the bound (kind ``step-limit``)."""
-        bound = f"the run did not finish within max_steps={self.max_steps} scheduling steps"
+        bound = f"the run did not finish within max_steps={self.limits.max_steps} scheduling steps"
         where = f"; the last one: {last}" if last else ""
         if spinning:
-            self.fail(me, FailureInfo(
+            self.fail(FailureInfo(
                 "livelock", f"{bound}{where}, and its threads were spinning or retrying operations that keep "
                 "failing: a livelock (if the test is just long, raise max_steps)", me.label, details))
-        self.fail(me, FailureInfo(
+        self.fail(FailureInfo(
             "step-limit", f"{bound} ({self.clock.elapsed:.3g} s of virtual time){where}, and its threads kept "
             "making progress: the test is longer than the bound rather than stuck. Raise it: max_steps= in "
             "explore(), @pytest.mark.detsched(max_steps=...) or --detsched-max-steps", me.label, details))
@@ -433,7 +431,7 @@ class Scheduler:
         except RunAborted:
             pass
         except DetschedUsageError as exc:
-            self._fail_usage(lt, exc, raise_=False)
+            self._fail_usage(exc, raise_=False)
         except BaseException as exc:  # an uncaught exception in any thread is a failure
             # ... but SystemExit ends only the thread it is raised in, as threading.excepthook has it;
             # raised by the target itself, it is the test exiting with an error.
@@ -441,7 +439,7 @@ class Scheduler:
                 sys.stderr.write(f"Exception in thread {lt.name} (let go when its detsched run ended):\n"
                                  + frames.format_exception(exc))
             elif not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
-                self.fail(lt, FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
+                self.fail(FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
                                            lt.label, frames.format_exception(exc), exc, self.steps),
                            raise_=False)
         finally:
@@ -450,7 +448,7 @@ class Scheduler:
             except RunAborted:
                 pass
             except BaseException as exc:  # never leave the run hanging on an internal error
-                self.fail(lt, FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
+                self.fail(FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
                                            frames.format_exception(exc), exc), raise_=False)
             _tls.logical = None
             lt.exited.release()
@@ -481,7 +479,7 @@ class Scheduler:
             if holder is None or holder.finished or self._can_run(t):
                 return
             if holder is me:
-                self.fail(me, self._deadlock_info("deadlock", chain, cycle=True))
+                self.fail(self._deadlock_info("deadlock", chain, cycle=True))
             if holder in chain:
                 return
             chain.append(holder)
@@ -498,14 +496,14 @@ class Scheduler:
         if lost is not None:
             info = self._deadlock_info("lost-wakeup", blocked)
             info.message = lost
-            self.fail(me, info)
+            self.fail(info)
         kind = "leak" if main_done else "deadlock"
         info = self._deadlock_info(kind, blocked)
         if main_done:
             stuck = [t for t in blocked if not (t.daemon or t.idle)]
             info.message = "; ".join(f"{t.label} is still blocked ({t.op.describe()}) after the test "
                                      "returned and can never finish" for t in stuck)
-        self.fail(me, info)
+        self.fail(info)
 
     def _deadlock_info(self, kind: str, chain: list[LogicalThread], cycle: bool = False) -> FailureInfo:
         parts = []
@@ -532,7 +530,7 @@ class Scheduler:
             out.append(f"{t.label} ({t.op.describe() if t.op else 'running'}):\n{stack}")
         return "\n".join(out)
 
-    def fail(self, me: LogicalThread | None, info: FailureInfo, *, raise_: bool = True) -> None:
+    def fail(self, info: FailureInfo, *, raise_: bool = True) -> None:
         """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is off."""
         if self.failure is None and self.usage_error is None and not self.aborting:
             info.step = info.step or self.steps
@@ -541,7 +539,7 @@ class Scheduler:
         if raise_:
             raise RunAborted
 
-    def _fail_usage(self, me: LogicalThread, error: DetschedUsageError, *, raise_: bool = True) -> None:
+    def _fail_usage(self, error: DetschedUsageError, *, raise_: bool = True) -> None:
         if self.usage_error is None and self.failure is None:
             self.usage_error = error
             self._end()
@@ -585,7 +583,7 @@ class Scheduler:
         while not self.ended.acquire(timeout=0.05):
             if self.steps != last_steps:
                 last_steps, since = self.steps, real_monotonic()
-            elif real_monotonic() - since > BLOCKED_AFTER:
+            elif real_monotonic() - since > self.limits.blocked_after:
                 self._report_blocked()
                 return
 
@@ -596,7 +594,7 @@ class Scheduler:
         where = frames.innermost_user_location(frame)
         self.failure = FailureInfo(
             "blocked",
-            f"{t.label if t else 'a thread'} ran for {BLOCKED_AFTER:g}s without reaching a scheduling "
+            f"{t.label if t else 'a thread'} ran for {self.limits.blocked_after:g}s without reaching a scheduling "
             f"point: it is blocked in code detsched does not control (a lock or queue made before the "
             f"run, real I/O, a C extension) or loops without synchronising ({where})",
             t.label if t else "", f"{t.label if t else '?'}:\n{stack}", step=self.steps)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
-import os
 import random
 import warnings
 from typing import Callable
@@ -18,7 +17,9 @@ from detsched._instrument import calls as instrument
 
 from detsched._primitives import threads
 from detsched._core.clock import real_monotonic
+from detsched import settings
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
+from detsched.settings import Limits
 from detsched._instrument.world import Patcher
 from detsched._report.failure import Failure, Report
 from detsched.schedule import Points, Schedule, fingerprint
@@ -28,8 +29,6 @@ from detsched.strategies import PositionReplay, Replay, make_strategy
 from detsched._explore.targets import Target, resolve
 
 _one_run_at_a_time = _thread.allocate_lock()
-#: Largest ``runs`` accepted; more is almost certainly a typo.
-MAX_RUNS = 10**9
 #: Failures whose replay is not worth shrinking: a livelock (or a test longer than the bound)
 #: always runs to the step bound, and a thread blocked outside control costs the watchdog's whole
 #: timeout per run.
@@ -38,28 +37,7 @@ _NOT_SHRUNK = ("livelock", "step-limit", "blocked")
 RANDOM_SEED = 0
 
 
-def _check_options(runs: int, depth: int, max_steps: int) -> None:
-    for name, value, most in (("runs", runs, MAX_RUNS), ("depth", depth, 100), ("max_steps", max_steps, None)):
-        # True is an int to Python, but never a count anyone meant
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most and value > most):
-            wanted = f"an integer from 1 to {most}" if most else "a positive integer"
-            raise DetschedUsageError(f"{name} must be {wanted}, got {value!r}{' (a bool)' * isinstance(value, bool)}")
-
-
-def seed_from_environment(seed: int) -> int:
-    """``DETSCHED_SEED`` overrides the seed, so a CI log's seed can be reused without editing code."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DetschedUsageError(f"seed must be an integer, got {seed!r}{' (a bool)' * isinstance(seed, bool)}")
-    text = os.environ.get("DETSCHED_SEED")
-    if text is None:
-        return seed
-    try:
-        return int(text)
-    except ValueError:
-        raise DetschedUsageError(f"invalid DETSCHED_SEED {text!r}: expected an integer") from None
-
-
-def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracing: bool = False,
+def run_once(target: Target, strategy, run_index: int, limits: Limits, *, tracing: bool = False,
              points: Points = Points(), verify: dict[int, int] | None = None) -> RunResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
     if not _one_run_at_a_time.acquire(blocking=False):
@@ -68,16 +46,16 @@ def run_once(target: Target, strategy, run_index: int, max_steps: int, *, tracin
             "target, or from another thread); runs patch the standard library and cannot overlap"
         )
     try:
-        return _run_once(target, strategy, run_index, max_steps, tracing, points, verify)
+        return _run_once(target, strategy, run_index, limits, tracing, points, verify)
     finally:
         _one_run_at_a_time.release()
 
 
-def _run_once(target, strategy, run_index, max_steps, tracing, points, verify) -> RunResult:
+def _run_once(target, strategy, run_index, limits, tracing, points, verify) -> RunResult:
     if target.prepare is not None:
         target.prepare()
     strategy.new_execution(run_index)
-    sched = Scheduler(strategy, max_steps=max_steps, tracing=tracing, verify=verify,
+    sched = Scheduler(strategy, limits, tracing=tracing, verify=verify,
                       thread_setup=instrument.enter_thread if points.calls else lambda: None,
                       report_leaks=target.report_left_behind, let_go=target.let_go)
     patcher = Patcher(rewrite_stores=points.writes)
@@ -111,15 +89,16 @@ def _call(target: Target) -> None:
     if lost is not None:
         error, worker = lost
         me = current()
-        me.sched.fail(me, FailureInfo(
+        me.sched.fail(FailureInfo(
             "exception", f"{type(error).__name__}: {error}".rstrip(": "),
             f"{worker}; nothing retrieved the exception from its Future (no result() or exception())",
             frames.format_exception(error), error))
 
 
-def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, depth: int = 3,
-            max_steps: int = 100_000, first_run: int = 0, preempt_calls: bool = True,
-            preempt_writes: bool = True, progress: Callable[[int], None] | None = None) -> Report:
+def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
+            depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
+            preempt_calls: bool = True, preempt_writes: bool = True, blocked_after: float | None = None,
+            progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -129,27 +108,28 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     CPython's GIL. With ``preempt_writes`` (the default), storing to an attribute, an item or a
     global in user code is one too, as free-threaded CPython can switch anywhere: read-modify-write
     races are explored even with no call in their window. Without both, threads switch only at
-    synchronisation operations.
+    synchronisation operations. A thread that runs ``blocked_after`` seconds (default
+    ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     """
-    _check_options(runs, depth, max_steps)
+    settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
     resolved = resolve(target)
-    seed = seed_from_environment(seed)
+    seed = settings.seed_from_environment(seed)
+    limits = Limits.of(max_steps, blocked_after)
     points = Points(preempt_calls, preempt_writes)
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
 
     def found(result: RunResult, index: int) -> Report:
         origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), points)
-        failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, max_steps)
+        failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
-    first = warm_up(resolved, max_steps, points)
+    first = warm_up(resolved, limits, points)
     if first.failure is not None:  # a real run, so its failure is reported like any other
         return found(first, first_run)
-    if hasattr(chooser, "calibrate"):
-        chooser.calibrate(first.choice_points)
+    chooser.calibrate(first.choice_points)
     for index in range(first_run, first_run + runs):
-        result = run_once(resolved, chooser, index, max_steps, points=points)
+        result = run_once(resolved, chooser, index, limits, points=points)
         if progress is not None:
             progress(index + 1 - first_run)
         if result.failure is not None:
@@ -157,12 +137,12 @@ def explore(target, *, strategy: str = "pct", runs: int = 1000, seed: int = 0, d
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
-def warm_up(target: Target, max_steps: int, points: Points) -> RunResult:
+def warm_up(target: Target, limits: Limits, points: Points) -> RunResult:
     """One run under the default policy before exploring or replaying. Code that initialises
     something once per process (a lazily made lock, a cache, an import inside a function) does so
     here, so every explored run and every replay -- even in a fresh process -- starts from the same
     state and takes the same path. Its length is also PCT's estimate of k."""
-    return run_once(target, PositionReplay(()), 0, max_steps, points=points)
+    return run_once(target, PositionReplay(()), 0, limits, points=points)
 
 
 def schedule_of(origin: Schedule, result: RunResult) -> Schedule:
@@ -175,22 +155,22 @@ def _same_failure(a: FailureInfo, b: FailureInfo) -> bool:
     return a.kind == b.kind and type(a.exception) is type(b.exception)
 
 
-def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, max_steps: int) -> Failure:
+def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, limits: Limits) -> Failure:
     """Shrink the failing schedule, then replay it with tracing to build the report."""
     if found.kind not in _NOT_SHRUNK:
         def attempt(candidate):
-            result = run_once(target, PositionReplay(candidate), 0, max_steps, points=schedule.points)
+            result = run_once(target, PositionReplay(candidate), 0, limits, points=schedule.points)
             failed = result.failure is not None and _same_failure(result.failure, found)
             return Outcome(failed, tuple(result.positions), result.choice_points, tuple(result.choices))
 
         positions = shrink(positions, schedule.steps, attempt)
-        shrunk = run_once(target, PositionReplay(positions), 0, max_steps, points=schedule.points)
+        shrunk = run_once(target, PositionReplay(positions), 0, limits, points=schedule.points)
         schedule = schedule_of(schedule, shrunk)
     # Replaying would block again for the whole watchdog timeout, or run to max_steps again for a
     # timeline too long to read.
     if found.kind in ("blocked", "step-limit"):
         return _failure(found, schedule, target, (), ())
-    traced = _replay_run(target, schedule, max_steps)
+    traced = _replay_run(target, schedule, limits)
     if traced.failure is None or not _same_failure(traced.failure, found):
         note = ("this failure did not happen again when its schedule was replayed: the test depends on "
                 "something besides thread scheduling (wall time, randomness, I/O, state left by earlier runs)")
@@ -210,7 +190,7 @@ def load_schedule(schedule) -> Schedule:
     return Schedule.loads(schedule)
 
 
-def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
+def replay(target, schedule, *, max_steps: int = settings.MAX_STEPS, blocked_after: float | None = None) -> Failure | None:
     """Replay ``schedule`` against ``target``: the failure the run ends in, or None if it passes.
 
     The run follows the schedule's deviations, and the default policy everywhere else, to its end,
@@ -222,11 +202,14 @@ def replay(target, schedule, *, max_steps: int = 100_000) -> Failure | None:
     never raised here. Raises ``ScheduleError`` when the schedule is corrupt or was recorded for
     another target.
     """
-    return replay_traced(target, schedule, max_steps=max_steps)[0]
+    return replay_traced(target, schedule, max_steps=max_steps, blocked_after=blocked_after)[0]
 
 
-def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failure | None, list]:
+def replay_traced(target, schedule, *, max_steps: int = settings.MAX_STEPS,
+                  blocked_after: float | None = None) -> tuple[Failure | None, list]:
     """``replay``, also returning the recorded trace (for ``detsched show``, pass or fail)."""
+    settings.check_count("max_steps", max_steps)
+    limits = Limits.of(max_steps, blocked_after)
     resolved = resolve(target)
     recorded = load_schedule(schedule)
     expected = fingerprint(resolved.name)
@@ -235,8 +218,8 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
             f"this schedule was recorded for another target (fingerprint {recorded.target:08x}); "
             f"{resolved.spec} has fingerprint {expected:08x}. Replay it against the target that produced it."
         )
-    warm_up(resolved, max_steps, recorded.points)
-    result = run_once(resolved, Replay(recorded, strict=False), 0, max_steps, tracing=True, points=recorded.points)
+    warm_up(resolved, limits, recorded.points)
+    result = run_once(resolved, Replay(recorded, strict=False), 0, limits, tracing=True, points=recorded.points)
     taken = schedule_of(recorded, result)
     # A livelock ends wherever max_steps does, and a blocked run wherever the watchdog fires.
     where = None if result.failure is not None and result.failure.kind in _NOT_SHRUNK else recorded.departure(taken)
@@ -251,6 +234,6 @@ def replay_traced(target, schedule, *, max_steps: int = 100_000) -> tuple[Failur
     return _failure(result.failure, taken, resolved, tuple(result.trace), (note,)), result.trace
 
 
-def _replay_run(target: Target, schedule: Schedule, max_steps: int) -> RunResult:
-    return run_once(target, Replay(schedule), 0, max_steps, tracing=True, points=schedule.points,
+def _replay_run(target: Target, schedule: Schedule, limits: Limits) -> RunResult:
+    return run_once(target, Replay(schedule), 0, limits, tracing=True, points=schedule.points,
                     verify=schedule.verify)

@@ -10,7 +10,7 @@ from detsched.schedule import Schedule
 from detsched._core.scheduler import TraceStep
 
 #: The kinds of failure detsched reports (``Failure.kind``).
-KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "data-race", "livelock", "step-limit", "blocked")
+KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "livelock", "step-limit", "blocked")
 #: Rows of the interleaving shown inside a failure report; ``detsched show`` prints every step.
 REPORT_ROWS = 40
 #: Width of one thread's column in a timeline.

@@ -13,6 +13,9 @@ class RandomWalk:
         self.seed = seed
         self.rng = random.Random()
 
+    def calibrate(self, decisions: int) -> None:
+        pass
+
     def new_execution(self, run_index: int) -> None:
         # Seeding from a string hashes it with SHA-512: the same on every machine and process,
         # unaffected by PYTHONHASHSEED.

@@ -19,6 +19,9 @@ class Replay:
         self.strict = strict
         self.decisions = 0
 
+    def calibrate(self, decisions: int) -> None:
+        pass
+
     def new_execution(self, run_index: int) -> None:
         self.decisions = 0
 
@@ -49,6 +52,9 @@ class PositionReplay:
 
     def __init__(self, positions):
         self.positions = dict(positions)
+
+    def calibrate(self, decisions: int) -> None:
+        pass
 
     def new_execution(self, run_index: int) -> None:
         pass

@@ -1,0 +1,46 @@
+"""Strategies by name: the built-in ones, and those plugins add through ``detsched_strategies``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from detsched import plugins
+from detsched.errors import DetschedUsageError
+from detsched.strategies.pct import PCT
+from detsched.strategies.protocol import Strategy
+from detsched.strategies.random_walk import RandomWalk
+
+#: Strategies detsched ships, selectable by name from the CLI, the pytest plugin and
+#: ``explore(strategy=...)``.
+BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT}
+
+
+def strategy_factories() -> dict[str, Callable[..., Strategy]]:
+    """Every strategy by name. A plugin may not redefine a built-in name; among plugins, the one
+    registered last wins, so a test session's own strategies take precedence."""
+    merged = dict(BUILTIN)
+    for contributed in plugins.contributed_strategies():
+        for name, factory in contributed.items():
+            if name in BUILTIN and factory is not BUILTIN[name]:
+                raise DetschedUsageError(f"a plugin redefines the built-in strategy {name!r}; give it another name")
+            merged[name] = factory
+    return merged
+
+
+def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
+    """A fresh strategy for one exploration; ``DetschedUsageError`` for an unknown name or a plugin's
+    strategy that lacks part of the protocol."""
+    factories = strategy_factories()
+    try:
+        factory = factories[name]
+    except KeyError:
+        raise DetschedUsageError(
+            f"unknown strategy {name!r}; choose one of: {', '.join(sorted(factories))}"
+        ) from None
+    strategy = factory(seed=seed, depth=depth)
+    missing = [method for method in ("calibrate", "new_execution", "next_task", "next_data")
+               if not callable(getattr(strategy, method, None))]
+    if missing:
+        raise DetschedUsageError(f"strategy {name!r} ({type(strategy).__qualname__}) lacks {', '.join(missing)}(); "
+                                 "see detsched.strategies.Strategy for the methods a strategy implements")
+    return strategy
