@@ -22,7 +22,7 @@ from detsched._explore.explorer import explore as explore, replay as replay
 from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.reproduce import reproduce as reproduce
 from detsched.schedule import Schedule as Schedule
-from detsched._core.scheduler import Op, current
+from detsched._core.ops import Op, current
 
 __version__ = "0.1.0"
 

@@ -35,7 +35,7 @@ from detsched._explore.explorer import replay, run_once, schedule_of, warm_up
 from detsched.plugins import format_failure
 from detsched._report.failure import KINDS
 from detsched.schedule import Points, Schedule, default_task, fingerprint
-from detsched._core.scheduler import FailureInfo
+from detsched._core.ops import FailureInfo
 from detsched._explore.targets import Target, resolve
 
 #: Most deviations one drawn schedule holds (PCT finds most bugs with depth 2-3).

@@ -19,12 +19,11 @@ import pytest
 import detsched
 import detsched.settings
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
-from detsched._explore.explorer import explore, replay
+from detsched._explore.explorer import explore, replay, schedule_so_far, started_threads
 from detsched._core.frames import is_project_file
 from detsched.plugins import format_failure
 from detsched._report.failure import Failure, Report
 from detsched.schedule import Schedule, fingerprint
-from detsched._core.scheduler import current
 from detsched._explore.targets import Target
 
 from .options import Settings
@@ -72,12 +71,8 @@ class RunContext:
 
     def schedule(self) -> Schedule | None:
         """The decisions the current run made so far, as a ``Schedule``; None outside a run."""
-        me = current()
-        if me is None:
-            return None
-        sched = me.sched
-        return Schedule(fingerprint(self.test_id), self.strategy, self.seed, self.run_index, sched.choice_points,
-                        tuple(sched.deviations))
+        origin = Schedule(fingerprint(self.test_id), self.strategy, self.seed, self.run_index, 0, ())
+        return schedule_so_far(origin)
 
 
 class _NothingToExplore(Exception):
@@ -165,8 +160,7 @@ class ItemRunner:
             self.raised = True
             raise
         finally:
-            me = current()
-            if me is not None and len(me.sched.threads) > 1:
+            if started_threads():
                 self.saw_threads = True
 
     def _progress(self, done: int) -> None:

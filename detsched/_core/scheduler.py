@@ -7,23 +7,22 @@ operations can proceed, who runs next. Handing over costs one lock release and o
 no scheduler thread. Code between two scheduling points runs atomically, so a run is a pure function
 of the target and the decisions.
 
-The caller's thread is the *controller*: it starts the first logical thread (T0, running the
-target), waits for the run to end, and doubles as the watchdog that reports a thread stuck in code
-detsched does not control.
+What the run does is written to its ``Execution`` (steps, decisions, path, timeline); what goes
+wrong is found by the detectors (``detsched._detect``), which the scheduler asks when a thread
+cannot go on. The controller (``controller.run``) starts the run and watches it.
 """
 
 from __future__ import annotations
 
 import _thread
-import os
 import sys
-import zlib
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable
 
-from detsched._core import frames
-from detsched._core.clock import VirtualClock, real_monotonic, real_sleep as _sleep
+from detsched._core import frames, outside
+from detsched._core.clock import VirtualClock
+from detsched._core.execution import Execution
+from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, set_current
+from detsched._detect import threads as detect
 from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
 from detsched.schedule import default_task
 from detsched.settings import Limits
@@ -38,156 +37,30 @@ _start_new_thread = _thread.start_new_thread
 TIMER_SLACK = 1e-3
 #: A run that reaches max_steps is a livelock if some poll failed within this many last steps.
 RETRYING_WINDOW = 1000
-#: Seconds the controller waits for an aborted thread to unwind before giving up on it.
-UNWIND_TIMEOUT = 2.0
-#: Run each execution's threads on one CPU (see ``_pin_to_one_cpu``). Not Final: turn it off where
-#: threads or thread pools that the code under test starts must keep every CPU.
-PIN_TO_ONE_CPU = True
 
-_tls = _thread._local()
 _getprofile, _setprofile = sys.getprofile, sys.setprofile
-
-
-#: ``current()``: the logical thread running the caller, or None when the caller is not under
-#: control. Every primitive operation asks first, so it is a C-level callable: half the cost of a
-#: function, and invisible to profile hooks (before Python 3.12 the hook that makes user function
-#: calls scheduling points runs for every Python function call and return).
-current: Callable[[], LogicalThread | None] = partial(getattr, _tls, "logical", None)
-
-
-class Op:
-    """An operation a thread is about to perform, announced at a scheduling point."""
-
-    __slots__ = ("kind", "resource", "ready", "deadline", "holder", "where", "done")
-
-    def __init__(self, kind: str, resource=None, ready: Callable[[], bool] | None = None,
-                 deadline: float | None = None, holder: Callable[[], LogicalThread | None] | None = None,
-                 *, done: bool = False):
-        self.kind = kind  # e.g. "acquire", "wait", "put"
-        self.resource = resource  # the primitive it touches, or None
-        self.ready = ready  # None: can always proceed; else proceeds once ready() is true
-        self.deadline = deadline  # virtual monotonic time at which a timed wait gives up
-        self.holder = holder  # who must act before this op can proceed (wait-for graph)
-        self.where = ""  # user file:line, filled only when tracing
-        self.done = done  # announced after its effect (a release): the point only lets others run
-
-    def describe(self) -> str:
-        return f"{self.kind} {describe(self.resource)}".strip()
-
-
-def describe(resource) -> str:
-    """How a primitive or thread is named in reports: its label, or a thread's name."""
-    if resource is None:
-        return ""
-    label = getattr(resource, "label", None)
-    if label is None:
-        name = getattr(resource, "name", None)
-        label = f"thread {name!r}" if name is not None else type(resource).__name__
-    return label
-
-
-class LogicalThread:
-    """One controlled thread: its id in schedules, its OS thread and what it waits for."""
-
-    __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
-                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached")
-
-    def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
-        self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
-        self.park = _allocate_lock()  # locked while the thread runs or is parked; released to wake it
-        self.park.acquire()
-        self.exited = _allocate_lock()  # released when the OS thread is about to exit
-        self.exited.acquire()
-        self.op: Op | None = None  # Invariant: set while parked at a scheduling point
-        self.finished = False
-        self.os_ident = 0
-        self.spinning = False  # its last poll made no progress: give way to others
-        self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
-        self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
-        self.last_poll: tuple[str, int] | None = None  # (loop, ops) after its last polling point
-        self.sync_ops = 0  # operations on a primitive so far: a poll loop repeats with none in between
-        # (kind, resource, sync_ops after it) of its latest failed poll, None once a poll succeeds.
-        self.failed_poll: tuple[str, object, int] | None = None
-        # Left blocked when its run ended and let go on outside control, as a real run leaves such a
-        # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
-        self.detached = False
-
-    def __repr__(self) -> str:
-        return f"T{self.tid}"
-
-    @property
-    def label(self) -> str:
-        return f"T{self.tid} {self.name!r}"
-
-
-@dataclass
-class FailureInfo:
-    """What went wrong in a run, as the scheduler saw it."""
-
-    kind: str
-    message: str
-    thread: str = ""
-    details: str = ""  # traceback or stacks, detsched frames removed
-    exception: BaseException | None = None
-    step: int = 0
-
-
-@dataclass
-class TraceStep:
-    """One decision of a traced run: which thread went on with which operation."""
-
-    step: int
-    tid: int
-    thread: str
-    op: str
-    where: str
-    note: str = ""  # e.g. "timed out", "preempted T1"
-
-
-@dataclass
-class RunResult:
-    failure: FailureInfo | None
-    deviations: list[tuple[int, int]]
-    positions: list[tuple[tuple[int, int], int]]  # the same deviations keyed by (tid, ops) of the deciding thread
-    choices: list[tuple[tuple[int, int], tuple[int, ...], int]]  # every decision with a choice: (position, options, default)
-    checks: list[int]  # path checksum before each deviation
-    path: int  # path checksum of the whole run
-    choice_points: int
-    steps: int
-    trace: list[TraceStep] = field(default_factory=list)
-    usage_error: DetschedUsageError | None = None
 
 
 class Scheduler:
     """Runs one execution of a target under a strategy."""
 
-    def __init__(self, strategy, limits: Limits, *, tracing: bool = False,
-                 thread_setup: Callable[[], None] = lambda: None, verify: dict[int, int] | None = None,
+    def __init__(self, strategy, limits: Limits, *, tracing: bool = False, verify: dict[int, int] | None = None,
                  report_leaks: bool = True, let_go: bool = False):
         self.strategy = strategy
         self.report_leaks = report_leaks  # False: threads still blocked after the target returned end the run quietly
         self.let_go = let_go  # threads blocked when the target has returned go on outside control
-        self.thread_setup = thread_setup  # runs first in every controlled thread
         self.limits = limits
         self.tracing = tracing
+        self.execution = Execution(tracing=tracing, verify=verify)
         self.clock = VirtualClock()
+        #: The controlled world of this run (``detsched._instrument.world.World``): the per-run state
+        #: of the primitives and the event loop. Set by the world when it is installed.
+        self.world = None
         self.threads: list[LogicalThread] = []  # index == tid
         self.live: list[LogicalThread] = []  # started, not finished, in tid order
         self.running: LogicalThread | None = None  # holds the baton
         self.main: LogicalThread | None = None
-        self.steps = 0
-        self.choice_points = 0
-        self.deviations: list[tuple[int, int]] = []
-        self.positions: list[tuple[tuple[int, int], int]] = []
-        # A checksum of the path so far (every step's thread and kind of operation): replay compares
-        # it at each recorded deviation (``verify``: decision index -> expected low 16 bits) and at
-        # the end, so a program that changed is caught near where it changed.
-        self.path = 0
-        self.checks: list[int] = []  # path before each deviation, low 16 bits
-        self.verify = verify or {}
-        self.choices: list[tuple[tuple[int, int], tuple[int, ...], int]] = []
         self.labels: dict[str, int] = {}  # creation site -> objects labelled there so far
-        self.trace: list[TraceStep] = []
         self.failure: FailureInfo | None = None
         self.usage_error: DetschedUsageError | None = None
         self.aborting = False
@@ -195,6 +68,11 @@ class Scheduler:
         self.ended = _allocate_lock()  # released once when the run ends
         self.ended.acquire()
         self._end_once = _allocate_lock()
+
+    @property
+    def steps(self) -> int:
+        """Scheduling steps so far."""
+        return self.execution.steps
 
     # ----------------------------------------------------------------- scheduling points
 
@@ -214,7 +92,7 @@ class Scheduler:
         if self.tracing:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
-                self.trace.append(TraceStep(self.steps + 1, me.tid, me.name, op.describe(), op.where))
+                self.execution.row(TraceStep(self.execution.steps + 1, me.tid, me.name, op.describe(), op.where))
         # A profile hook (detsched's own call instrumentation before Python 3.12, or a user's
         # profiler) has nothing to see in here and would cost more than the decision itself.
         profiler = _getprofile()
@@ -236,37 +114,34 @@ class Scheduler:
         me.spinning = False
         return op.ready is None or op.ready()
 
-    def choose(self, me: LogicalThread, bound: int, what: str = "choice") -> int:
+    def choose(self, me: LogicalThread, bound: int, what: str = "choice", *, traced: bool = True) -> int:
         """A non-thread decision (e.g. which ready asyncio callback runs next): an integer in
         ``range(bound)`` picked by the strategy, recorded in the schedule like a thread switch.
-        The default -- what a schedule need not store -- is 0."""
+        The default -- what a schedule need not store -- is 0. ``traced=False``: the caller writes
+        the timeline row."""
         if bound <= 1:
             return 0
         if self.aborting:
             raise RunAborted
         me.ops += 1
-        self._verify_path(me)
+        self._verify_path()
         try:
             value = self.strategy.next_data(bound, at=(me.tid, me.ops))
         except ReplayDiverged as exc:
             self._fail_usage(exc)
-        self.choices.append(((me.tid, me.ops), tuple(range(bound)), 0))
-        if value != 0:
-            self.deviations.append((self.choice_points, value))
-            self.positions.append(((me.tid, me.ops), value))
-            self.checks.append(self.path & 0xFFFF)
-        self.choice_points += 1
-        self.path = _extend_path(self.path, value, what)
-        if self.tracing:
-            self.trace.append(TraceStep(self.steps, me.tid, me.name, f"{what} #{value} of {bound}",
-                                        frames.user_location(2)))
+        execution = self.execution
+        execution.decided((me.tid, me.ops), tuple(range(bound)), 0, value)
+        execution.chose_data(value, what)
+        if self.tracing and traced:
+            execution.row(TraceStep(execution.steps, me.tid, me.name, f"{what} #{value} of {bound}",
+                                    frames.user_location(2)))
         return value
 
-    def _verify_path(self, me: LogicalThread) -> None:
-        expected = self.verify.get(self.choice_points)
-        if expected is not None and expected != self.path & 0xFFFF:
+    def _verify_path(self) -> None:
+        if not self.execution.path_matches():
+            decision = len(self.execution.decisions)
             self._fail_usage(ReplayDiverged(
-                self.steps, f"the threads did different operations before decision {self.choice_points} "
+                self.execution.steps, f"the threads did different operations before decision {decision} "
                 "than when the schedule was recorded"))
 
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
@@ -282,7 +157,7 @@ class Scheduler:
         if progressed():
             me.failed_poll = None
             return True
-        self.last_failed_poll = self.steps
+        self.last_failed_poll = self.execution.steps
         if op.kind == "try-acquire":
             # CPython can switch threads when a failed try-acquire returns: without this point a
             # thread that backs off (releases what it holds, then retries) could never be
@@ -311,20 +186,22 @@ class Scheduler:
         if op.ready is None:
             return True
         timeout = None if op.deadline is None else max(0.0, op.deadline - self.clock.monotonic())
-        return wait_outside(op.ready, timeout)
+        return outside.wait_outside(op.ready, timeout)
 
-    def _can_run(self, t: LogicalThread) -> bool:
+    def can_run(self, t: LogicalThread) -> bool:
         op = t.op
         return (op.ready is None or op.ready()
                 or (op.deadline is not None and op.deadline <= self.clock.monotonic()))
 
     def _decide(self, me: LogicalThread) -> LogicalThread:
         """Pick who performs the next step. ``me`` (the thread at this point) may have finished."""
-        if me.op is not None and not self._can_run(me):
-            self._check_wait_cycle(me)
+        if me.op is not None and not self.can_run(me):
+            cycle = detect.wait_cycle(me, self.can_run)
+            if cycle is not None:
+                self.fail(cycle)
         advanced = False
         while True:
-            runnable = [t for t in self.live if self._can_run(t)]
+            runnable = [t for t in self.live if self.can_run(t)]
             # Time passes when every thread waits -- or only spins on polls, which burns time too:
             # once, up to the next deadline, which may be what the spinners wait for.
             if runnable and (advanced or not all(t.spinning for t in runnable)):
@@ -340,67 +217,56 @@ class Scheduler:
                 continue
             if runnable:
                 break
-            self._stuck(me)  # raises
+            self._stuck()  # raises
         yielding = me.spinning and me in runnable and len(runnable) > 1
         if yielding:
             runnable.remove(me)
         current = me.tid if me in runnable else None
+        execution = self.execution
         if len(runnable) == 1:
             chosen = runnable[0]
         else:
             tids = [t.tid for t in runnable]
-            self._verify_path(me)
-            default = default_task(tids, current)
-            self.choices.append(((me.tid, me.ops), tuple(tids), default))
+            self._verify_path()
             try:
                 tid = self.strategy.next_task(tids, current, yielding=yielding, at=(me.tid, me.ops))
             except ReplayDiverged as exc:
                 self._fail_usage(exc)
-            if tid != default:
-                self.deviations.append((self.choice_points, tid))
-                self.positions.append(((me.tid, me.ops), tid))
-                self.checks.append(self.path & 0xFFFF)
-            self.choice_points += 1
+            execution.decided((me.tid, me.ops), tuple(tids), default_task(tids, current), tid)
             chosen = self.threads[tid]
-        self.steps += 1
+        execution.stepped(chosen.tid, chosen.op.kind)
         self.clock.tick()
-        self.path = _extend_path(self.path, chosen.tid, chosen.op.kind)
         if self.tracing:
             self._record(me, chosen, current)
-        if self.steps > self.limits.max_steps:
-            retrying = self.last_failed_poll is not None and self.steps - self.last_failed_poll < RETRYING_WINDOW
-            spinning = retrying or any(t.spinning for t in self.live)
-            self.out_of_steps(me, spinning)
+        if execution.steps > self.limits.max_steps:
+            retrying = (self.last_failed_poll is not None
+                        and execution.steps - self.last_failed_poll < RETRYING_WINDOW)
+            self.out_of_steps(me, retrying or any(t.spinning for t in self.live))
         return chosen
 
     def out_of_steps(self, me: LogicalThread, spinning: bool, last: str = "", details: str = "") -> None:
-        """Fail a run that reached ``max_steps``: a livelock if threads were spinning or retrying
-        operations that fail, else a test longer than the bound (kind ``step-limit``)."""
-        bound = f"the run did not finish within max_steps={self.limits.max_steps} scheduling steps"
-        where = f"; the last one: {last}" if last else ""
-        if spinning:
-            self.fail(FailureInfo(
-                "livelock", f"{bound}{where}, and its threads were spinning or retrying operations that keep "
-                "failing: a livelock (if the test is just long, raise max_steps)", me.label, details))
-        self.fail(FailureInfo(
-            "step-limit", f"{bound} ({self.clock.elapsed:.3g} s of virtual time){where}, and its threads kept "
-            "making progress: the test is longer than the bound rather than stuck. Raise it: max_steps= in "
-            "explore(), @pytest.mark.detsched(max_steps=...) or --detsched-max-steps", me.label, details))
+        """Fail a run that reached ``max_steps`` (see ``detect.out_of_steps``)."""
+        self.fail(detect.out_of_steps(me, max_steps=self.limits.max_steps, elapsed=self.clock.elapsed,
+                                      spinning=spinning, last=last, details=details))
 
     def _record(self, me: LogicalThread, chosen: LogicalThread, current: int | None) -> None:
         op = chosen.op
         if op.done and chosen is me:
             return  # recorded when announced
-        note = ""
+        steps = self.execution.steps
         if op.done:
-            self.trace.append(TraceStep(self.steps, chosen.tid, chosen.name, "resumes", op.where,
-                                        f"preempts T{current}" if current is not None else ""))
+            self.execution.row(TraceStep(steps, chosen.tid, chosen.name, "resumes", op.where,
+                                         f"preempts T{current}" if current is not None else ""))
             return
+        note = ""
         if op.ready is not None and not op.ready():
             note = "timed out"
         elif current is not None and chosen.tid != current:
             note = f"preempts T{current}"
-        self.trace.append(TraceStep(self.steps, chosen.tid, chosen.name, op.describe(), op.where, note))
+        if op.row_by_caller:
+            self.execution.hold_note(note)
+            return
+        self.execution.row(TraceStep(steps, chosen.tid, chosen.name, op.describe(), op.where, note))
 
     # ----------------------------------------------------------------- threads
 
@@ -418,7 +284,7 @@ class Scheduler:
 
     def _bootstrap(self, lt: LogicalThread, body: Callable[[], None], started) -> None:
         lt.os_ident = _get_ident()
-        _tls.logical = lt
+        set_current(lt)
         started.release()
         lt.park.acquire()
         try:
@@ -426,7 +292,8 @@ class Scheduler:
                 raise RunAborted
             lt.op = None
             _install_trace_hooks()
-            self.thread_setup()
+            if self.world is not None:
+                self.world.thread_setup()
             body()
         except RunAborted:
             pass
@@ -439,9 +306,7 @@ class Scheduler:
                 sys.stderr.write(f"Exception in thread {lt.name} (let go when its detsched run ended):\n"
                                  + frames.format_exception(exc))
             elif not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
-                self.fail(FailureInfo("exception", f"{type(exc).__name__}: {exc}".rstrip(": "),
-                                           lt.label, frames.format_exception(exc), exc, self.steps),
-                           raise_=False)
+                self.fail(detect.uncaught(lt, exc), raise_=False)
         finally:
             try:
                 self._exit(lt)
@@ -449,11 +314,11 @@ class Scheduler:
                 pass
             except BaseException as exc:  # never leave the run hanging on an internal error
                 self.fail(FailureInfo("exception", str(DetschedInternalError(repr(exc))), lt.label,
-                                           frames.format_exception(exc), exc), raise_=False)
-            _tls.logical = None
+                                      frames.format_exception(exc), exc), raise_=False)
+            set_current(None)
             lt.exited.release()
             if lt.detached:
-                _let_go(lt)
+                outside.detached_exited(lt)
 
     def _exit(self, lt: LogicalThread) -> None:
         lt.finished = True
@@ -471,73 +336,34 @@ class Scheduler:
 
     # ----------------------------------------------------------------- failures
 
-    def _check_wait_cycle(self, me: LogicalThread) -> None:
-        """Report a deadlock as soon as ``me`` closes a cycle of threads waiting for each other."""
-        chain, t = [me], me
-        while t.op is not None and t.op.holder is not None and t.op.deadline is None:
-            holder = t.op.holder()
-            if holder is None or holder.finished or self._can_run(t):
-                return
-            if holder is me:
-                self.fail(self._deadlock_info("deadlock", chain, cycle=True))
-            if holder in chain:
-                return
-            chain.append(holder)
-            t = holder
-
-    def _stuck(self, me: LogicalThread) -> None:
+    def _stuck(self) -> None:
         """Nothing can run and no thread waits on time: end the run, or report why it cannot end."""
         blocked = list(self.live)
         main_done = self.main is None or self.main.finished
         if main_done and (not self.report_leaks or all(t.daemon or t.idle for t in blocked)):
             self._end()
             raise RunAborted
-        lost = _lost_wakeup(blocked)
-        if lost is not None:
-            info = self._deadlock_info("lost-wakeup", blocked)
-            info.message = lost
-            self.fail(info)
-        kind = "leak" if main_done else "deadlock"
-        info = self._deadlock_info(kind, blocked)
-        if main_done:
-            stuck = [t for t in blocked if not (t.daemon or t.idle)]
-            info.message = "; ".join(f"{t.label} is still blocked ({t.op.describe()}) after the test "
-                                     "returned and can never finish" for t in stuck)
-        self.fail(info)
-
-    def _deadlock_info(self, kind: str, chain: list[LogicalThread], cycle: bool = False) -> FailureInfo:
-        parts = []
-        for t in sorted(chain, key=lambda t: (t.op.holder is None, t.tid)):  # lock holders first
-            holder = t.op.holder() if t.op.holder is not None else None
-            if t.op.kind == "join":
-                part = f"T{t.tid} waits to join " + (holder.label if holder is not None else describe(t.op.resource))
-            else:
-                part = f"T{t.tid} waits for {describe(t.op.resource) or t.op.kind}"
-                if holder is not None:
-                    part += f" held by T{holder.tid}"
-            parts.append(part)
-        message = "; ".join(parts) + ("" if cycle else " (nothing can wake them)")
-        if self.tracing:  # end the timeline with the operations that never completed
-            for t in chain:
-                self.trace.append(TraceStep(self.steps, t.tid, t.name, t.op.describe(), t.op.where, "blocked"))
-        return FailureInfo(kind, message, chain[0].label, self._stacks(chain), step=self.steps)
-
-    def _stacks(self, threads: list[LogicalThread]) -> str:
-        current_frames = sys._current_frames()
-        out = []
-        for t in threads:
-            stack = frames.format_stack(current_frames.get(t.os_ident))
-            out.append(f"{t.label} ({t.op.describe() if t.op else 'running'}):\n{stack}")
-        return "\n".join(out)
+        self.fail(detect.stuck(blocked, main_done=main_done))
 
     def fail(self, info: FailureInfo, *, raise_: bool = True) -> None:
         """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is off."""
         if self.failure is None and self.usage_error is None and not self.aborting:
-            info.step = info.step or self.steps
+            info.step = info.step or self.execution.steps
             self.failure = info
+            if self.tracing:  # end the timeline with the operations that never completed
+                for t in info.blocked:
+                    self.execution.row(TraceStep(self.execution.steps, t.tid, t.name, t.op.describe(), t.op.where,
+                                                 "blocked"))
             self._end()
         if raise_:
             raise RunAborted
+
+    def fail_from_watchdog(self, info: FailureInfo) -> None:
+        """The watchdog's verdict, from the controller's thread: the running thread is outside
+        control, so nothing is woken here; unwinding the run stops what it can."""
+        info.step = self.execution.steps
+        self.failure = info
+        self._end_once.acquire(False)
 
     def _fail_usage(self, error: DetschedUsageError, *, raise_: bool = True) -> None:
         if self.usage_error is None and self.failure is None:
@@ -552,209 +378,15 @@ class Scheduler:
         if not self.aborting:
             main_done = self.main is not None and self.main.finished
             for t in self.live:
-                if t.op is not None and not self._can_run(t) and not (main_done and self.let_go and _detach(t)):
-                    _orphan(t)
+                if t.op is not None and not self.can_run(t) and not (main_done and self.let_go and outside.detach(t)):
+                    outside.orphan(t)
         self.aborting = True
         if self._end_once.acquire(False):
             self.ended.release()
 
-    # ----------------------------------------------------------------- controller side
-
-    def run(self, main_thread, body: Callable[[], None]) -> RunResult:
-        """Run ``body`` as T0 (``main_thread``) under control; return when every controlled thread
-        is done, even if the controller is interrupted (Ctrl-C)."""
-        cpus = _pin_to_one_cpu()
-        try:
-            self.main = self.spawn(main_thread, "MainThread", False, body)
-            self.running = self.main
-            self.main.park.release()
-            self._watch()
-        finally:
-            self._unwind()
-            if cpus is not None:
-                os.sched_setaffinity(0, cpus)
-        return RunResult(self.failure, self.deviations, self.positions, self.choices, self.checks, self.path,
-                         self.choice_points, self.steps, self.trace,
-                         self.usage_error)
-
-    def _watch(self) -> None:
-        """Wait for the run to end; report a thread that stops reaching scheduling points."""
-        last_steps, since = -1, real_monotonic()
-        while not self.ended.acquire(timeout=0.05):
-            if self.steps != last_steps:
-                last_steps, since = self.steps, real_monotonic()
-            elif real_monotonic() - since > self.limits.blocked_after:
-                self._report_blocked()
-                return
-
-    def _report_blocked(self) -> None:
-        t = self.running
-        frame = sys._current_frames().get(t.os_ident) if t is not None else None
-        stack = frames.format_stack(frame)
-        where = frames.innermost_user_location(frame)
-        self.failure = FailureInfo(
-            "blocked",
-            f"{t.label if t else 'a thread'} ran for {self.limits.blocked_after:g}s without reaching a scheduling "
-            f"point: it is blocked in code detsched does not control (a lock or queue made before the "
-            f"run, real I/O, a C extension) or loops without synchronising ({where})",
-            t.label if t else "", f"{t.label if t else '?'}:\n{stack}", step=self.steps)
-        self._end_once.acquire(False)
-
-    def _unwind(self) -> None:
-        """Stop every thread still alive, one at a time, so none outlives its run."""
-        self.aborting = True
-        for t in list(self.threads):
-            if not t.exited.locked():
-                continue  # already gone
-            if t is self.running and self.failure is not None and self.failure.kind == "blocked":
-                # Stuck outside our control: stop it if it is running Python code (a loop with no
-                # point in it). One blocked in a C call (real I/O, a real lock) is left as it is.
-                if _runs_python(t):
-                    _interrupt(t)
-                    if t.exited.acquire(timeout=UNWIND_TIMEOUT):
-                        t.exited.release()
-                continue
-            if t.park.locked() and not t.finished:
-                t.park.release()
-            if t.detached:
-                continue  # goes on outside control: nothing to wait for
-            if t.exited.acquire(timeout=UNWIND_TIMEOUT):
-                t.exited.release()
-
-
-_kind_codes: dict[str, int] = {}
-
-
-def _extend_path(path: int, tid: int, kind: str) -> int:
-    """Fold one step into the path checksum. Only the operation's kind counts ("call", "acquire"),
-    not its details, which may differ between Python versions."""
-    code = _kind_codes.get(kind)
-    if code is None:
-        code = _kind_codes[kind] = zlib.crc32(kind.split(" ", 1)[0].split("(", 1)[0].encode())
-    return (path * 1_000_003 + tid * 7919 + code) & 0xFFFFFFFF
-
-
-def _pin_to_one_cpu() -> set[int] | None:
-    """Keep the controller, and so every thread it starts, on one CPU for the run; return the
-    CPUs to give back afterwards (None: nothing changed).
-
-    Only one controlled thread runs at a time, so a run loses nothing by it, and handing the baton
-    to a thread parked on the same CPU is several times faster than waking one on another CPU.
-    Processes exploring side by side pick different CPUs (by pid)."""
-    if not PIN_TO_ONE_CPU or not hasattr(os, "sched_setaffinity"):
-        return None
-    try:
-        cpus = os.sched_getaffinity(0)
-        if len(cpus) < 2:
-            return None
-        os.sched_setaffinity(0, {sorted(cpus)[os.getpid() % len(cpus)]})
-    except OSError:  # not allowed here (some containers): run unpinned
-        return None
-    return cpus
-
-
-#: Threads let go at the end of their runs that may be alive at once; past it, such threads are
-#: stopped with their run (and what they wait in is marked orphaned) so that runs leave no pile.
-MAX_DETACHED = 64
-#: Seconds a detached thread waits at most before looking at its condition again, in case a change
-#: came through a path that does not notify (another run's controlled code).
-OUTSIDE_POLL = 0.05
-# Raw locks only: a run swaps threading's lock factory, and these serve threads in and out of runs.
-_outside_guard = _allocate_lock()
-_outside_waiters: list = []  # a raw lock per thread waiting outside control, released to wake it
-_detached_alive = 0  # Invariant: == number of detached threads not yet exited (guarded by _outside_guard)
-
-
-def _detach(t: LogicalThread) -> bool:
-    """Let ``t`` go on outside control when its run ends, unless too many such threads live."""
-    global _detached_alive
-    with _outside_guard:
-        if _detached_alive >= MAX_DETACHED:
-            return False
-        _detached_alive += 1
-    t.detached = True
-    return True
-
-
-def _let_go(t: LogicalThread) -> None:
-    global _detached_alive
-    with _outside_guard:
-        _detached_alive -= 1
-    changed_outside()  # whoever joins it outside control
-
-
-def wait_outside(ready: Callable[[], bool], timeout: float | None) -> bool:
-    """Wait for real, in a thread detsched does not control (or no longer controls), until
-    ``ready()`` holds (True) or ``timeout`` seconds have passed (False)."""
-    deadline = None if timeout is None else real_monotonic() + timeout
-    while True:
-        left = OUTSIDE_POLL if deadline is None else min(OUTSIDE_POLL, deadline - real_monotonic())
-        with _outside_guard:
-            if ready():
-                return True
-            if left <= 0:
-                return False
-            wake = _allocate_lock()
-            wake.acquire()
-            _outside_waiters.append(wake)
-        wake.acquire(timeout=left)
-        with _outside_guard:
-            if wake in _outside_waiters:
-                _outside_waiters.remove(wake)
-
-
-def changed_outside() -> None:
-    """Code outside control changed a primitive: wake whoever waits outside control."""
-    if not _outside_waiters:
-        return
-    with _outside_guard:
-        for wake in _outside_waiters:
-            wake.release()
-        _outside_waiters.clear()
-
-
-def _orphan(t: LogicalThread) -> None:
-    """Mark the primitive ``t`` waits in as orphaned: the run ends and ``t`` is unwound, so nothing
-    outside the run may count on it answering (see ``sync.check_reachable``)."""
-    resource = t.op.resource if t.op is not None else None
-    if resource is not None and getattr(resource, "label", None) is not None:
-        try:
-            resource._ds_orphaned = t.label
-        except AttributeError:  # a primitive with __slots__
-            pass
-
-
-def _runs_python(t: LogicalThread) -> bool:
-    """Whether ``t`` keeps a CPU busy (a loop), rather than waiting in a C call (real I/O, a real
-    lock) that an exception raised in it could not interrupt anyway."""
-    import time
-
-    try:
-        cpu_clock = time.pthread_getcpuclockid(t.os_ident)
-        before = time.clock_gettime(cpu_clock)
-        _sleep(0.05)
-        return time.clock_gettime(cpu_clock) - before > 0.01
-    except (AttributeError, OSError):  # no per-thread CPU clocks here
-        return False
-
-
-def _interrupt(t: LogicalThread) -> None:
-    """Raise ``RunAborted`` in ``t`` at its next bytecode."""
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.os_ident), ctypes.py_object(RunAborted))
-
-
-def _lost_wakeup(blocked: list[LogicalThread]) -> str | None:
-    """If a blocked thread waits for a notification that was sent before it started waiting,
-    describe that lost wakeup."""
-    for t in blocked:
-        explain = getattr(t.op.resource, "explain_lost_wakeup", None)
-        if explain is not None:
-            message = explain(t)
-            if message:
-                return message
-    return None
+    def result(self):
+        """The frozen record of the run (once it has ended)."""
+        return self.execution.freeze(self.failure, self.usage_error)
 
 
 def _install_trace_hooks() -> None:

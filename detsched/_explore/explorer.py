@@ -9,24 +9,22 @@ import random
 import warnings
 from typing import Callable
 
-from detsched._core import frames
-
-from detsched._primitives import futures
-
-from detsched._instrument import calls as instrument
-
-from detsched._primitives import threads
-from detsched._core.clock import real_monotonic
 from detsched import settings
-from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
-from detsched.settings import Limits
-from detsched._instrument.world import Patcher
-from detsched._report.failure import Failure, Report
-from detsched.schedule import Points, Schedule, fingerprint
-from detsched._core.scheduler import FailureInfo, RunResult, Scheduler, current
+from detsched._core import controller
+from detsched._core.clock import real_monotonic
+from detsched._core.execution import ExecutionResult
+from detsched._core.ops import FailureInfo, current
+from detsched._core.scheduler import Scheduler
+from detsched._detect import tasks as detect_tasks, threads as detect
 from detsched._explore.shrink import Outcome, shrink
-from detsched.strategies import PositionReplay, Replay, make_strategy
 from detsched._explore.targets import Target, resolve
+from detsched._instrument.world import World
+from detsched._primitives import futures, threads
+from detsched._report.failure import Failure, Report
+from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
+from detsched.schedule import Points, Schedule, fingerprint
+from detsched.settings import Limits
+from detsched.strategies import PositionReplay, Replay, make_strategy
 
 _one_run_at_a_time = _thread.allocate_lock()
 #: Failures whose replay is not worth shrinking: a livelock (or a test longer than the bound)
@@ -38,7 +36,7 @@ RANDOM_SEED = 0
 
 
 def run_once(target: Target, strategy, run_index: int, limits: Limits, *, tracing: bool = False,
-             points: Points = Points(), verify: dict[int, int] | None = None) -> RunResult:
+             points: Points = Points(), verify: dict[int, int] | None = None) -> ExecutionResult:
     """One execution of ``target`` with the stdlib patched; everything is restored afterwards."""
     if not _one_run_at_a_time.acquire(blocking=False):
         raise DetschedUsageError(
@@ -51,48 +49,42 @@ def run_once(target: Target, strategy, run_index: int, limits: Limits, *, tracin
         _one_run_at_a_time.release()
 
 
-def _run_once(target, strategy, run_index, limits, tracing, points, verify) -> RunResult:
+def _run_once(target, strategy, run_index, limits, tracing, points, verify) -> ExecutionResult:
     if target.prepare is not None:
         target.prepare()
     strategy.new_execution(run_index)
-    sched = Scheduler(strategy, limits, tracing=tracing, verify=verify,
-                      thread_setup=instrument.enter_thread if points.calls else lambda: None,
-                      report_leaks=target.report_left_behind, let_go=target.let_go)
-    patcher = Patcher(rewrite_stores=points.writes)
-    patcher.install()
-    if points.calls:
-        instrument.activate()
+    sched = Scheduler(strategy, limits, tracing=tracing, verify=verify, report_leaks=target.report_left_behind,
+                      let_go=target.let_go)
     # As Hypothesis does for each example: the global random generator starts every run from the
     # same state, so code that draws from it (random sleeps in stress tests) replays exactly.
     random_state = random.getstate()
     random.seed(RANDOM_SEED)
     try:
-        main_thread = threads.make_main_thread()
-        result = sched.run(main_thread, lambda: threads.run_registered(main_thread, lambda: _call(target)))
+        with World(sched, points):
+            main_thread = threads.make_main_thread()
+            result = controller.run(sched, main_thread,
+                                    lambda: threads.run_registered(main_thread, lambda: _call(target)))
     finally:
         random.setstate(random_state)
-        instrument.deactivate()
-        patcher.restore()
     if result.usage_error is not None:
         raise result.usage_error
     return result
 
 
 def _call(target: Target) -> None:
-    from detsched._aio import loop as aio  # imported here: thread-only users need not pay for importing asyncio at start-up
+    """T0's body: the target, then the checks of what it left behind."""
+    me = current()
+    world = me.sched.world
+    outcome = target.function()
+    if hasattr(outcome, "__await__"):  # an async target: run its coroutine in the controlled loop
+        from detsched._aio import policy
 
-    with aio.controlled():
-        outcome = target.function()
-        if hasattr(outcome, "__await__"):  # an async target: run its coroutine in the controlled loop
-            aio.run(outcome)
-    lost = futures.unread_failure() if target.report_left_behind else None
+        policy.run(outcome)
+    if world.aio_policy.unawaited:  # dropped where no event loop's end-of-main check saw them (plain code)
+        me.sched.fail(detect_tasks.unawaited_leak(world.aio_policy.unawaited, me))
+    lost = futures.unread_failure(world.failed_futures) if target.report_left_behind else None
     if lost is not None:
-        error, worker = lost
-        me = current()
-        me.sched.fail(FailureInfo(
-            "exception", f"{type(error).__name__}: {error}".rstrip(": "),
-            f"{worker}; nothing retrieved the exception from its Future (no result() or exception())",
-            frames.format_exception(error), error))
+        me.sched.fail(detect.unread_future(*lost))
 
 
 def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
@@ -119,7 +111,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
 
-    def found(result: RunResult, index: int) -> Report:
+    def found(result: ExecutionResult, index: int) -> Report:
         origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), points)
         failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
@@ -137,7 +129,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     return Report(None, runs, strategy, seed, real_monotonic() - started)
 
 
-def warm_up(target: Target, limits: Limits, points: Points) -> RunResult:
+def warm_up(target: Target, limits: Limits, points: Points) -> ExecutionResult:
     """One run under the default policy before exploring or replaying. Code that initialises
     something once per process (a lazily made lock, a cache, an import inside a function) does so
     here, so every explored run and every replay -- even in a fresh process -- starts from the same
@@ -145,7 +137,23 @@ def warm_up(target: Target, limits: Limits, points: Points) -> RunResult:
     return run_once(target, PositionReplay(()), 0, limits, points=points)
 
 
-def schedule_of(origin: Schedule, result: RunResult) -> Schedule:
+def schedule_so_far(origin: Schedule) -> Schedule | None:
+    """The decisions the run in progress made so far, on ``origin``'s target, strategy, seed and run
+    index (None outside a run). Its ``path`` and checks are left out: it is not a whole run."""
+    me = current()
+    if me is None:
+        return None
+    return dataclasses.replace(origin, steps=len(me.sched.execution.decisions),
+                               deviations=me.sched.result().deviations)
+
+
+def started_threads() -> bool:
+    """Whether the run in progress has started a thread besides its main one."""
+    me = current()
+    return me is not None and len(me.sched.threads) > 1
+
+
+def schedule_of(origin: Schedule, result: ExecutionResult) -> Schedule:
     """The schedule of ``result``, with ``origin``'s target, strategy, seed and run index."""
     return dataclasses.replace(origin, steps=result.choice_points, deviations=tuple(result.deviations),
                                checks=tuple(result.checks), path=result.path)
@@ -234,6 +242,6 @@ def replay_traced(target, schedule, *, max_steps: int = settings.MAX_STEPS,
     return _failure(result.failure, taken, resolved, tuple(result.trace), (note,)), result.trace
 
 
-def _replay_run(target: Target, schedule: Schedule, limits: Limits) -> RunResult:
+def _replay_run(target: Target, schedule: Schedule, limits: Limits) -> ExecutionResult:
     return run_once(target, Replay(schedule), 0, limits, tracing=True, points=schedule.points,
                     verify=schedule.verify)

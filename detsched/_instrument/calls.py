@@ -23,7 +23,7 @@ from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR
 
 from detsched._core import frames
 from detsched._core.frames import is_user_file
-from detsched._core.scheduler import Op, current
+from detsched._core.ops import Op, current
 
 _SKIPPED_FLAGS = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
 _SKIPPED_NAMES = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<module>"})

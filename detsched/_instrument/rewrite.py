@@ -23,7 +23,7 @@ import sys
 import types
 
 from detsched._core.frames import may_switch_in
-from detsched._core.scheduler import Op, current
+from detsched._core.ops import Op, current
 
 POINT = "@ds_point"
 ITERATE = "@ds_iterate"

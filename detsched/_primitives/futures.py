@@ -17,23 +17,12 @@ from concurrent.futures import wait as _real_wait
 from concurrent.futures.thread import BrokenThreadPool
 from concurrent.futures.thread import ThreadPoolExecutor as _RealThreadPoolExecutor
 
-from detsched._core.scheduler import Op, current
+from detsched._core.ops import Op, current
 from detsched._primitives.sync import make_label, real_outside_control
 
 #: Workers when ``max_workers`` is not given. The stdlib derives it from the CPU count; a fixed
 #: number keeps schedules identical across machines.
 DEFAULT_MAX_WORKERS = 8
-
-_pool_numbers = itertools.count()
-_failed: list[_TrackedFuture] = []  # futures of this run's pools that a task's exception went into
-
-
-def reset_pool_numbers() -> None:
-    """Pool names restart in every run, as thread names do; so does the list of failed tasks."""
-    global _pool_numbers
-    _pool_numbers = itertools.count()
-    _failed.clear()
-
 
 class _TrackedFuture(Future):
     """A pool's ``Future`` that knows whether anybody looked at its outcome: an exception stored in
@@ -67,10 +56,10 @@ def wait(fs, timeout=None, return_when=ALL_COMPLETED):
     return _real_wait(fs, timeout, return_when)
 
 
-def unread_failure() -> tuple[BaseException, str] | None:
-    """The first task exception of this run that no one retrieved from its Future, with the
-    worker it was raised in."""
-    for future in _failed:
+def unread_failure(failed: list) -> tuple[BaseException, str] | None:
+    """The first task exception among ``failed`` (a run's ``World.failed_futures``) that no one
+    retrieved from its Future, with the worker it was raised in."""
+    for future in failed:
         if not future._ds_read and not future.cancelled():
             return future._exception, future._ds_raised_in
     return None
@@ -89,7 +78,11 @@ class ThreadPoolExecutor(Executor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._max_workers = max_workers
-        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_pool_numbers)}"
+        if not thread_name_prefix:
+            me = current()
+            numbers = me.sched.world.pool_numbers if me is not None else itertools.count()
+            thread_name_prefix = f"ThreadPoolExecutor-{next(numbers)}"
+        self._thread_name_prefix = thread_name_prefix
         self._initializer, self._initargs = initializer, initargs
         self._work: deque = deque()
         self._threads: list[threading.Thread] = []
@@ -146,7 +139,7 @@ class ThreadPoolExecutor(Executor):
                 except BaseException as exc:
                     future._ds_raised_in = me.label
                     future.set_exception(exc)
-                    _failed.append(future)
+                    me.sched.world.failed_futures.append(future)
                 else:
                     future.set_result(result)
             del future, fn, args, kwargs

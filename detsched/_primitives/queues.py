@@ -11,7 +11,8 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from detsched._core.scheduler import Op, changed_outside, current, wait_outside
+from detsched._core.ops import Op, current
+from detsched._core.outside import changed_outside, wait_outside
 from detsched._primitives.sync import Condition, Lock, check_reachable, make_label, real_outside_control, timed_wait
 
 Empty, Full = _stdlib_queue.Empty, _stdlib_queue.Full

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 from detsched._core import frames
 from detsched.errors import DetschedUsageError
-from detsched._core.scheduler import LogicalThread, Op, changed_outside, current, wait_outside
+from detsched._core.ops import LogicalThread, MissedSignal, Op, current
+from detsched._core.outside import changed_outside, wait_outside
 
 
 _RealSemaphore = threading.Semaphore
@@ -393,17 +394,17 @@ class Condition:
 
     notifyAll = notify_all
 
-    def explain_lost_wakeup(self, t: LogicalThread) -> str | None:
+    def missed_signal(self, t: LogicalThread) -> MissedSignal | None:
+        """The notify ``t`` missed: the last one, sent before ``t`` started waiting, when nobody
+        waited. A notifier now waiting on the same condition (itself included) did not send a
+        wakeup meant for ``t``: everyone fell asleep, a plain deadlock."""
         waiting = next((w for w in self._waiters if w.thread is t), None)
         if waiting is None or self._unheard is None or self._unheard[0] > waiting.since:
             return None
         step, by = self._unheard
-        # A notifier now waiting on the same condition (itself included) did not send a wakeup
-        # meant for t: everyone fell asleep, a plain deadlock.
         if any(w.thread is by for w in self._waiters):
             return None
-        return (f"lost wakeup: T{t.tid} waits on {self.label} forever; {by.label} notified it at step {step}, "
-                f"before T{t.tid} started waiting (no thread was waiting then)")
+        return MissedSignal(f"T{t.tid}", self.label, by.label, step)
 
     def __repr__(self) -> str:
         return f"<detsched {self.label} waiters={len(self._waiters)}>"
@@ -526,12 +527,12 @@ class Event:
         sets = self._sets
         return timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
 
-    def explain_lost_wakeup(self, t: LogicalThread) -> str | None:
+    def missed_signal(self, t: LogicalThread) -> MissedSignal | None:
+        """The set ``t`` missed: undone by a clear before ``t`` saw it."""
         if self._flag or self._set_at is None or self._cleared_at is None:
             return None
-        return (f"lost wakeup: T{t.tid} waits for {self.label} forever; {self._set_at[1]} set it at step "
-                f"{self._set_at[0]} but {self._cleared_at[1]} cleared it at step {self._cleared_at[0]} "
-                f"before T{t.tid} saw it")
+        return MissedSignal(f"T{t.tid}", self.label, self._set_at[1], self._set_at[0], self._cleared_at[1],
+                            self._cleared_at[0])
 
     def __repr__(self) -> str:
         return f"<detsched {self.label}: {'set' if self._flag else 'unset'}>"

@@ -13,7 +13,7 @@ import _thread
 import itertools
 import threading
 
-from detsched._core.scheduler import LogicalThread, Op, current
+from detsched._core.ops import LogicalThread, Op, current
 from detsched._primitives.sync import timed_wait
 
 _REAL_EVENT = threading.Event

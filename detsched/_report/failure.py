@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from detsched.schedule import Schedule
-from detsched._core.scheduler import TraceStep
+from detsched._core.ops import TraceStep
 
 #: The kinds of failure detsched reports (``Failure.kind``).
 KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "livelock", "step-limit", "blocked")

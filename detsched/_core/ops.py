@@ -1,0 +1,135 @@
+"""What the scheduler works with: the operations threads announce (``Op``), the logical threads
+that announce them, the record of what went wrong (``FailureInfo``) and one row of a run's
+timeline (``TraceStep``); and ``current()``, which every controlled operation asks first."""
+
+from __future__ import annotations
+
+import _thread
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from detsched._core.scheduler import Scheduler
+
+_allocate_lock = _thread.allocate_lock
+_tls = _thread._local()
+
+#: ``current()``: the logical thread running the caller, or None when the caller is not under
+#: control. Every primitive operation asks first, so it is a C-level callable: half the cost of a
+#: function, and invisible to profile hooks (before Python 3.12 the hook that makes user function
+#: calls scheduling points runs for every Python function call and return).
+current: Callable[[], LogicalThread | None] = partial(getattr, _tls, "logical", None)
+
+
+def set_current(thread: LogicalThread | None) -> None:
+    """Make ``thread`` what ``current()`` returns in the calling OS thread."""
+    _tls.logical = thread
+
+
+class Op:
+    """An operation a thread is about to perform, announced at a scheduling point."""
+
+    __slots__ = ("kind", "resource", "ready", "deadline", "holder", "where", "done", "row_by_caller")
+
+    def __init__(self, kind: str, resource=None, ready: Callable[[], bool] | None = None,
+                 deadline: float | None = None, holder: Callable[[], LogicalThread | None] | None = None,
+                 *, done: bool = False, row_by_caller: bool = False):
+        self.kind = kind  # e.g. "acquire", "wait", "put"
+        self.resource = resource  # the primitive it touches, or None
+        self.ready = ready  # None: can always proceed; else proceeds once ready() is true
+        self.deadline = deadline  # virtual monotonic time at which a timed wait gives up
+        self.holder = holder  # who must act before this op can proceed (wait-for graph)
+        self.where = ""  # user file:line, filled only when tracing
+        self.done = done  # announced after its effect (a release): the point only lets others run
+        # The caller writes this step's timeline row itself (the event loop names the callback it
+        # runs); the scheduler keeps only its note (``Execution.take_note``).
+        self.row_by_caller = row_by_caller
+
+    def describe(self) -> str:
+        return f"{self.kind} {describe(self.resource)}".strip()
+
+
+def describe(resource) -> str:
+    """How a primitive or thread is named in reports: its label, or a thread's name."""
+    if resource is None:
+        return ""
+    label = getattr(resource, "label", None)
+    if label is None:
+        name = getattr(resource, "name", None)
+        label = f"thread {name!r}" if name is not None else type(resource).__name__
+    return label
+
+
+class LogicalThread:
+    """One controlled thread: its id in schedules, its OS thread and what it waits for."""
+
+    __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
+                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached")
+
+    def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
+        self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
+        self.park = _allocate_lock()  # locked while the thread runs or is parked; released to wake it
+        self.park.acquire()
+        self.exited = _allocate_lock()  # released when the OS thread is about to exit
+        self.exited.acquire()
+        self.op: Op | None = None  # Invariant: set while parked at a scheduling point
+        self.finished = False
+        self.os_ident = 0
+        self.spinning = False  # its last poll made no progress: give way to others
+        self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
+        self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
+        self.last_poll: tuple[str, int] | None = None  # (loop, ops) after its last polling point
+        self.sync_ops = 0  # operations on a primitive so far: a poll loop repeats with none in between
+        # (kind, resource, sync_ops after it) of its latest failed poll, None once a poll succeeds.
+        self.failed_poll: tuple[str, object, int] | None = None
+        # Left blocked when its run ended and let go on outside control, as a real run leaves such a
+        # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
+        self.detached = False
+
+    def __repr__(self) -> str:
+        return f"T{self.tid}"
+
+    @property
+    def label(self) -> str:
+        return f"T{self.tid} {self.name!r}"
+
+
+@dataclass
+class FailureInfo:
+    """What went wrong in a run, as a detector (or the thread that raised) saw it."""
+
+    kind: str
+    message: str
+    thread: str = ""
+    details: str = ""  # traceback or stacks, detsched frames removed
+    exception: BaseException | None = None
+    step: int = 0
+    #: Threads that can never go on (a deadlock's cycle, a leak): the timeline ends with what they wait in.
+    blocked: tuple[LogicalThread, ...] = ()
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One row of a traced run's timeline: which thread went on with which operation."""
+
+    step: int
+    tid: int
+    thread: str
+    op: str
+    where: str
+    note: str = ""  # e.g. "timed out", "preempted T1"
+
+
+@dataclass(frozen=True)
+class MissedSignal:
+    """Evidence a primitive keeps of a lost wakeup: a signal sent before its waiter started waiting
+    (a notify nobody heard), or a set undone by a clear before the waiter saw it."""
+
+    waiter: str  # "T1", "Task-2 waiter()"
+    primitive: str  # its label
+    by: str  # who sent the signal
+    at: int  # the step it was sent at
+    cleared_by: str = ""  # who cleared an Event before the waiter saw it ("" for a notify)
+    cleared_at: int = 0
+    nobody: str = "thread"  # what was not waiting when it was sent: "thread" or "task"

@@ -1,0 +1,225 @@
+"""Scanning user modules: where real stdlib primitives and functions sit in them (module globals,
+class attributes, attributes of module-level objects), and the functions they define, which store
+rewriting recompiles. Each module's scan is cached across runs and made again when its namespace
+changes; a run swaps what the scans found for twins made fresh for it (``Twins``)."""
+
+from __future__ import annotations
+
+import _thread
+import concurrent.futures.thread
+import queue
+import sys
+import threading
+import types
+
+from detsched._core.frames import INFRASTRUCTURE, is_user_file
+from detsched._instrument import rewrite
+from detsched._instrument.patches import MISSING, REAL_TWINS
+from detsched._primitives import futures, queues, sync
+
+_REAL_LOCK_TYPE = type(_thread.allocate_lock())
+_REAL_RLOCK_TYPE = type(threading.RLock())
+
+
+def _is_user_module(module) -> bool:
+    name = getattr(module, "__name__", "")
+    if not isinstance(name, str) or name.partition(".")[0] in INFRASTRUCTURE:
+        return False
+    path = getattr(module, "__file__", None)
+    return isinstance(path, str) and is_user_file(path)
+
+
+class Twins:
+    """Makes, for one run, a controlled twin of each real primitive found in user modules."""
+
+    def __init__(self):
+        self.made: dict[int, object] = {}  # id(real) -> twin; the real objects stay referenced below
+        self.keep: list[object] = []
+
+    def twin(self, value, label: str):
+        known = self.made.get(id(value))
+        if known is not None:
+            return known
+        made = self._make(value, label)
+        if made is not None:
+            self.made[id(value)] = made
+            self.keep.append(value)
+        return made
+
+    def _make(self, value, label: str):
+        kind = type(value)
+        if kind is _REAL_LOCK_TYPE:
+            twin = sync.Lock(label=f"Lock({label})")
+            twin._locked = value.locked()
+            return twin
+        if kind is _REAL_RLOCK_TYPE:
+            return sync.RLock(label=f"RLock({label})")
+        if kind is _RealCondition:
+            return sync.Condition(self.twin(value._lock, label + "._lock") or sync.RLock(label=label),
+                                  label=f"Condition({label})")
+        if kind in (_RealSemaphore, _RealBoundedSemaphore):
+            cls = sync.BoundedSemaphore if kind is _RealBoundedSemaphore else sync.Semaphore
+            twin = cls(getattr(value, "_initial_value", value._value), label=f"{cls.__name__}({label})")
+            twin._value = value._value
+            return twin
+        if kind is _RealEvent:
+            twin = sync.Event(label=f"Event({label})")
+            twin._flag = value.is_set()
+            return twin
+        if kind is _RealBarrier:
+            return sync.Barrier(value.parties, value._action, value._timeout, label=f"Barrier({label})")
+        if kind in _QUEUE_TWINS:
+            twin = _QUEUE_TWINS[kind](value.maxsize, label=f"{kind.__name__}({label})")
+            for item in list(value.queue):
+                twin._put(item)
+            twin.unfinished_tasks = value.unfinished_tasks
+            return twin
+        if kind is _RealThreadPoolExecutor:  # its workers would block on a real C SimpleQueue
+            twin = futures.ThreadPoolExecutor(value._max_workers, value._thread_name_prefix, value._initializer,
+                                              value._initargs)
+            twin._shutdown = value._shutdown
+            return twin
+        if kind is _RealSimpleQueue:
+            twin = queues.SimpleQueue(label=f"SimpleQueue({label})")
+            drained = []
+            while True:
+                try:
+                    drained.append(value.get_nowait())
+                except queue.Empty:
+                    break
+            for item in drained:
+                value.put(item)
+            twin._items.extend(drained)
+            return twin
+        return None
+
+
+_RealCondition, _RealSemaphore, _RealBoundedSemaphore = threading.Condition, threading.Semaphore, threading.BoundedSemaphore
+_RealEvent, _RealBarrier, _RealSimpleQueue = threading.Event, threading.Barrier, queue.SimpleQueue
+_RealThreadPoolExecutor = concurrent.futures.thread.ThreadPoolExecutor
+_QUEUE_TWINS = {queue.Queue: queues.Queue, queue.LifoQueue: queues.LifoQueue, queue.PriorityQueue: queues.PriorityQueue}
+
+
+class _ModuleScan:
+    """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
+    module's namespace changes size."""
+
+    __slots__ = ("module", "size", "hits", "_rewritten")
+
+    def __init__(self, module):
+        self.module = module
+        self.size = len(module.__dict__)
+        self._rewritten: list[tuple[types.FunctionType, types.CodeType]] | None = None
+        self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
+        namespace, prefix = module.__dict__, module.__name__
+        for name, value in list(namespace.items()):
+            self._collect(namespace, name, value, f"{prefix}.{name}")
+            if isinstance(value, type) and value.__module__ == prefix:
+                for attr, member in list(vars(value).items()):
+                    self._collect(value, attr, member, f"{prefix}.{name}.{attr}")
+            elif type(value).__module__ == prefix and isinstance(getattr(value, "__dict__", None), dict):
+                for attr, member in list(vars(value).items()):
+                    self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
+
+    def rewritten(self) -> list[tuple[types.FunctionType, types.CodeType]]:
+        """(function, code with store points) for every function defined in the module (made once)."""
+        if self._rewritten is None:
+            self._rewritten = _rewrite_functions(self.module)
+        return self._rewritten
+
+    def _collect(self, owner, name: str, value, label: str) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            return
+        bound = REAL_TWINS.get(id(value))
+        if (bound is not None and bound[0] is value) or type(value) in _TWINNED_TYPES:
+            self.hits.append((owner, name, value, label))
+
+
+def _rewrite_functions(module) -> list[tuple[types.FunctionType, types.CodeType]]:
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            source = handle.read()
+        loader = getattr(getattr(module, "__spec__", None), "loader", None)
+        compiled = rewrite.code_objects(rewrite.rewrite_module(source, path, loader))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []  # source gone or unreadable: the module runs as it is
+    pairs, seen = [], set()
+    for function in _functions_of(module, path):
+        code = function.__code__
+        new_code = compiled.get((code.co_name, code.co_firstlineno))
+        if id(function) not in seen and new_code is not None and new_code.co_freevars == code.co_freevars:
+            seen.add(id(function))
+            pairs.append((function, new_code))
+    return pairs
+
+
+def _functions_of(module, path: str):
+    """Functions defined in ``path`` reachable from the module: globals, class members (methods,
+    static and class methods, properties, nested classes) and what decorators wrapped."""
+    pending = list(vars(module).values())
+    classes_seen = set()
+    while pending:
+        value = pending.pop()
+        if isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, property):
+            pending.extend(f for f in (value.fget, value.fset, value.fdel) if f is not None)
+        elif isinstance(value, type) and value.__module__ == module.__name__ and id(value) not in classes_seen:
+            classes_seen.add(id(value))
+            pending.extend(vars(value).values())
+        elif isinstance(value, types.FunctionType):
+            wrapped = getattr(value, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+            if value.__code__.co_filename == path:
+                yield value
+
+
+_TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _RealSemaphore, _RealBoundedSemaphore,
+                            _RealEvent, _RealBarrier, _RealSimpleQueue, _RealThreadPoolExecutor,
+                            *_QUEUE_TWINS})
+class ModuleScans:
+    """The scans of the user modules loaded now: a cache kept across runs (a module is scanned again
+    only when it is new, replaced, or its namespace changed size), not state of any one run."""
+
+    def __init__(self):
+        self._scans: dict[str, _ModuleScan] = {}
+        # (size, newest name) of sys.modules when the user modules were last listed. Modules are
+        # added at the end, so a module removed and another imported (pytester's sessions) changes
+        # the newest name.
+        self._modules_seen: tuple[int, str | None] = (-1, None)
+
+    def current(self) -> list[_ModuleScan]:
+        scans = self._scans
+        seen = (len(sys.modules), next(reversed(sys.modules), None))
+        if seen != self._modules_seen:
+            self._modules_seen = seen
+            for name, module in list(sys.modules.items()):
+                scan = scans.get(name)
+                if (scan is None or scan.module is not module) and module is not None and _is_user_module(module):
+                    scans[name] = _ModuleScan(module)
+            for name in [n for n in scans if sys.modules.get(n) is not scans[n].module]:
+                del scans[name]
+        for name, scan in list(scans.items()):
+            module = sys.modules.get(name)
+            if module is not scan.module:  # replaced under the same name (a target file loaded again)
+                if module is None or not _is_user_module(module):
+                    del scans[name]
+                else:
+                    scans[name] = _ModuleScan(module)
+            elif len(module.__dict__) != scan.size:
+                scans[name] = _ModuleScan(module)
+        return list(scans.values())
+
+
+#: The process's scans of user modules.
+SCANS = ModuleScans()
+
+
+def current_value(owner, name: str):
+    if isinstance(owner, dict):
+        return owner.get(name, MISSING)
+    return owner.__dict__.get(name, MISSING)
