@@ -29,6 +29,7 @@ import detsched  # noqa: E402
 from detsched._core import clock as clock  # noqa: E402  (clock.real_monotonic: the real clock, even inside a run)
 from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
+from detsched.settings import Limits  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
 from detsched._explore.targets import resolve  # noqa: E402
 
@@ -81,7 +82,7 @@ def time_controlled(round_trips: int, repeat: int, preempt_calls: bool) -> tuple
     steps = 0
     for _ in range(repeat):
         target = resolve(lambda: ping_pong(round_trips, timing))
-        result = run_once(target, PositionReplay(()), 0, max_steps=100 * round_trips + 1000,
+        result = run_once(target, PositionReplay(()), 0, Limits(100 * round_trips + 1000),
                           points=Points(calls=preempt_calls))
         if result.failure is not None:
             raise SystemExit(f"the ping-pong failed under detsched: {result.failure.message}")

@@ -5,7 +5,7 @@ blocks around a shared counter), then joins them. It is explored with PCT and wi
 walk; explorations per second count every run, including PCT's calibration run. Then one run's
 time is taken apart:
 
-- patch install/restore: ``Patcher().install()`` + ``restore()`` alone, in this process;
+- world install/restore: entering and leaving a run's ``World`` alone, in this process;
 - run set-up: a run of a target that does nothing (scheduler, main logical thread, patching),
   minus the patching;
 - per thread: (run with two threads that do nothing - run of an empty target) / 2: creating an OS
@@ -35,7 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import detsched  # noqa: E402
 from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
-from detsched._instrument.world import Patcher  # noqa: E402
+from detsched._core.scheduler import Scheduler  # noqa: E402
+from detsched._instrument.world import World  # noqa: E402
+from detsched.settings import Limits  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
 from detsched._explore.targets import resolve  # noqa: E402
 
@@ -110,15 +112,14 @@ def seconds_per_run(function, count: int, repeat: int, preempt_calls: bool) -> t
     target = resolve(function)
 
     def run():
-        return run_once(target, PositionReplay(()), 0, 100_000, points=Points(calls=preempt_calls))
+        return run_once(target, PositionReplay(()), 0, Limits(), points=Points(calls=preempt_calls))
 
     return best_mean(run, count, repeat), run().steps
 
 
 def patch_cycle() -> None:
-    patcher = Patcher()
-    patcher.install()
-    patcher.restore()
+    with World(Scheduler(PositionReplay(()), Limits())):
+        pass
 
 
 def raw_thread() -> None:
@@ -147,7 +148,7 @@ def breakdown(count: int, repeat: int, preempt_calls: bool) -> None:
     operations = 2 * LOCK_OPERATIONS
     per_operation = (full - idle) / operations
     print(f"  one run: {full * 1e6:7.0f} us  ({full_steps} scheduling steps)")
-    print(f"    patch install/restore   {patch * 1e6:7.0f} us  {patch / full:4.0%}")
+    print(f"    world install/restore   {patch * 1e6:7.0f} us  {patch / full:4.0%}")
     print(f"    rest of run set-up      {(bare - patch) * 1e6:7.0f} us  {(bare - patch) / full:4.0%}"
           "  (scheduler, main logical thread)")
     print(f"    2 threads               {2 * per_thread * 1e6:7.0f} us  {2 * per_thread / full:4.0%}"

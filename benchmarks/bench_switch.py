@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
+from detsched.settings import Limits  # noqa: E402
 from detsched.strategies import PositionReplay  # noqa: E402
 from detsched._explore.targets import resolve  # noqa: E402
 
@@ -93,7 +94,7 @@ def time_raw(game, round_trips: int, repeat: int) -> float:
 
 def controlled(game, round_trips: int, *, tracing: bool, preempt_calls: bool):
     target = resolve(lambda: game(round_trips))
-    return run_once(target, PositionReplay(()), 0, max_steps=100 * round_trips + 1000, tracing=tracing,
+    return run_once(target, PositionReplay(()), 0, Limits(100 * round_trips + 1000), tracing=tracing,
                     points=Points(calls=preempt_calls))
 
 

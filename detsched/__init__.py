@@ -22,16 +22,16 @@ from detsched._explore.explorer import explore as explore, replay as replay
 from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.reproduce import reproduce as reproduce
 from detsched.schedule import Schedule as Schedule
-from detsched._core.ops import Op, current
+from detsched._core.ops import Op as _Op, current as _current
 
 __version__ = "0.1.0"
 
 
 def yield_point() -> None:
     """An explicit scheduling point: let the strategy run another thread here (no-op outside a run)."""
-    me = current()
+    me = _current()
     if me is not None:
-        me.sched.wait(me, Op("yield_point"))
+        me.sched.wait(me, _Op("yield_point"))
 
 
 __all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",

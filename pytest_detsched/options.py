@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from detsched.errors import DetschedUsageError
 from detsched import settings
-from detsched.strategies import strategy_factories
+from detsched.errors import DetschedUsageError
 from detsched.schedule import Schedule
+from detsched.strategies import strategy_factories
 
 #: Runs per explored test unless told otherwise: a few tenths of a second for a small test, cheap
 #: enough for every run of a suite. Raise it in CI with ``--detsched-runs``.

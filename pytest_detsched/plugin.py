@@ -10,9 +10,9 @@ import unittest
 
 import pytest
 
-from detsched import plugins as hooks
+from detsched import plugins
 from detsched.errors import DetschedUsageError
-from detsched._report.failure import pace, plural
+from detsched.integration import pace, plural
 from detsched.reproduce import reproduced_schedule
 from detsched.schedule import Schedule, fingerprint
 
@@ -65,10 +65,10 @@ class DetschedSession:
         self.collected: dict[int, str] = {}  # fingerprint -> test id, of every test collected
         self.results: list[dict] = []  # statistics of every explored item, from its report
         self.strategies = _ConftestStrategies(config)
-        hooks.register(self.strategies)
+        plugins.register(self.strategies)
 
     def pytest_unconfigure(self) -> None:
-        hooks.unregister(self.strategies)
+        plugins.unregister(self.strategies)
 
     # ----------------------------------------------------------------- collection
 
@@ -285,7 +285,7 @@ class _ConftestStrategies:
     def __init__(self, config):
         self.config = config
 
-    @hooks.hookimpl
+    @plugins.hookimpl
     def detsched_strategies(self) -> dict:
         merged = {}
         for contributed in reversed(self.config.hook.pytest_detsched_strategies()):

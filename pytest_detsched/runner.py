@@ -18,13 +18,10 @@ import pytest
 
 import detsched
 import detsched.settings
+from detsched import Failure, Report, explore, replay
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
-from detsched._explore.explorer import explore, replay, schedule_so_far, started_threads
-from detsched._core.frames import is_project_file
-from detsched.plugins import format_failure
-from detsched._report.failure import Failure, Report
+from detsched.integration import Target, format_failure, is_project_file, schedule_so_far, started_threads
 from detsched.schedule import Schedule, fingerprint
-from detsched._explore.targets import Target
 
 from .options import Settings
 

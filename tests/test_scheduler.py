@@ -144,6 +144,44 @@ def test_lost_wakeup_names_the_early_notify():
     assert "before T1 started waiting" in failure.message
 
 
+def test_event_set_and_cleared_before_the_wait_is_a_lost_wakeup():
+    def main():
+        ready = threading.Event()
+
+        def waiter():
+            ready.wait()
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        ready.set()
+        ready.clear()
+        t.join()
+
+    failure = detsched.explore(main, runs=50).failure
+    assert failure.kind == "lost-wakeup"
+    assert failure.message.startswith("T1 waits for Event(test_scheduler.py:")
+    assert "T0 'MainThread' set it at step" in failure.message
+    assert "but T0 'MainThread' cleared it at step" in failure.message and failure.message.endswith(", before T1 saw it")
+
+
+def test_the_report_names_the_kind_once():
+    def main():
+        cond = threading.Condition()
+
+        def waiter():
+            with cond:
+                cond.wait()
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        with cond:
+            cond.notify()
+        t.join()
+
+    failure = detsched.explore(main, runs=50).failure
+    assert str(failure).startswith("lost-wakeup: T1 waits on Condition(test_scheduler.py:")
+
+
 def test_leaked_thread_blocked_after_test_returns():
     def main():
         jobs = []

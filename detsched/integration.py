@@ -1,0 +1,19 @@
+"""The seam for test-framework integrations, such as the pytest plugin: the parts of a run they
+drive beyond ``detsched``'s own API. Stable for integrations; most users never need it.
+
+- ``Target``: a function to explore with the options an integration sets (whether what it leaves
+  behind fails the run, whether blocked threads are let go, a set-up before every run);
+- ``schedule_so_far`` and ``started_threads``: what the run in progress did so far;
+- ``format_failure``: a failure's text as the registered reporters write it;
+- ``is_project_file``: whether a file belongs to the project under test rather than to an
+  installed package or the standard library;
+- ``pace`` and ``plural``: the wording of summary lines.
+"""
+
+from detsched._core.frames import is_project_file as is_project_file
+from detsched._explore.explorer import schedule_so_far as schedule_so_far, started_threads as started_threads
+from detsched._explore.targets import Target as Target
+from detsched._report.failure import pace as pace, plural as plural
+from detsched.plugins import format_failure as format_failure
+
+__all__ = ["Target", "format_failure", "is_project_file", "pace", "plural", "schedule_so_far", "started_threads"]
