@@ -10,6 +10,9 @@ schedule string::
     detsched.replay(test, "ds1:...")                # the same failure, every time
 """
 
+from detsched._core.ops import Op as _Op, current as _current
+from detsched._explore.explorer import explore as explore, replay as replay
+from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.errors import (
     DetschedError as DetschedError,
     DetschedInternalError as DetschedInternalError,
@@ -18,11 +21,8 @@ from detsched.errors import (
     ReplayDivergedWarning as ReplayDivergedWarning,
     ScheduleError as ScheduleError,
 )
-from detsched._explore.explorer import explore as explore, replay as replay
-from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.reproduce import reproduce as reproduce
 from detsched.schedule import Schedule as Schedule
-from detsched._core.ops import Op as _Op, current as _current
 
 __version__ = "0.1.0"
 

@@ -14,11 +14,11 @@ import sys
 import warnings
 
 from detsched import __version__
-from detsched._core.clock import real_monotonic
-from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched import settings
+from detsched._core.clock import real_monotonic
 from detsched._explore.explorer import explore, replay_traced
-from detsched._report.failure import pace, render_timeline
+from detsched._report.timeline import pace, render_timeline
+from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched.schedule import Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -29,14 +29,14 @@ from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
 from detsched import settings
-from detsched.errors import DetschedUsageError
-from detsched.settings import Limits
-from detsched._explore.explorer import replay, run_once, schedule_of, warm_up
-from detsched.plugins import format_failure
-from detsched._report.failure import KINDS
-from detsched.schedule import Points, Schedule, default_task, fingerprint
 from detsched._core.ops import FailureInfo
+from detsched._explore.explorer import replay, run_once, schedule_of, warm_up
 from detsched._explore.targets import Target, resolve
+from detsched._report.failure import KINDS
+from detsched.errors import DetschedUsageError
+from detsched.plugins import format_failure
+from detsched.schedule import Points, Schedule, default_task, fingerprint
+from detsched.settings import Limits
 
 #: Most deviations one drawn schedule holds (PCT finds most bugs with depth 2-3).
 MAX_DEVIATIONS = 32

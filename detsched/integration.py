@@ -13,7 +13,7 @@ drive beyond ``detsched``'s own API. Stable for integrations; most users never n
 from detsched._core.frames import is_project_file as is_project_file
 from detsched._explore.explorer import schedule_so_far as schedule_so_far, started_threads as started_threads
 from detsched._explore.targets import Target as Target
-from detsched._report.failure import pace as pace, plural as plural
+from detsched._report.timeline import pace as pace, plural as plural
 from detsched.plugins import format_failure as format_failure
 
 __all__ = ["Target", "format_failure", "is_project_file", "pace", "plural", "schedule_so_far", "started_threads"]

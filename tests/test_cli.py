@@ -131,7 +131,7 @@ def test_one_run_is_one_run_with_no_rate(target, capsys):
     (2, 0.0, "2 runs in 0.00 s"),
 ])
 def test_pace_never_prints_a_rate_that_rounds_to_nothing(runs, elapsed, text):
-    from detsched._report.failure import pace
+    from detsched.integration import pace
 
     assert pace(runs, elapsed) == text
 

@@ -36,7 +36,7 @@ from detsched._instrument import calls
 from detsched.errors import DetschedUsageError, RunAborted
 
 if TYPE_CHECKING:
-    from detsched._aio.policy import ControlledPolicy  # noqa: F401 (annotations)
+    from detsched._aio.policy import ControlledPolicy
 
 #: Names of the bound methods through which asyncio schedules a task's next step (the C
 #: implementation's step wrapper has no name).
@@ -131,7 +131,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
     # ------------------------------------------------------------------ one step
 
     def _run_once(self) -> None:
-        sched, me = self._sched, self._runner
+        sched = self._sched
         if sched.aborting:  # a task swallowed the abort (Task catches BaseException): stop here
             raise RunAborted
         if self._failure is not None:

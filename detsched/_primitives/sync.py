@@ -16,9 +16,9 @@ import threading
 from contextlib import contextmanager
 
 from detsched._core import frames
-from detsched.errors import DetschedUsageError
 from detsched._core.ops import LogicalThread, MissedSignal, Op, current
 from detsched._core.outside import changed_outside, wait_outside
+from detsched.errors import DetschedUsageError
 
 
 _RealSemaphore = threading.Semaphore
