@@ -26,10 +26,10 @@ class ReplayDiverged(DetschedUsageError):
     depends on something besides scheduling). ``detsched.replay()`` of a schedule the program no
     longer follows warns ``ReplayDivergedWarning`` instead."""
 
-    def __init__(self, step: int, detail: str):
-        self.step = step
+    def __init__(self, decision: int, detail: str):
+        self.decision = decision  # index of the decision at which the run left the schedule
         super().__init__(
-            f"replay diverged at step {step}: {detail}. The program no longer follows the recorded "
+            f"replay diverged at decision {decision}: {detail}. The program no longer follows the recorded "
             "schedule: did the code change, or does it depend on something besides scheduling "
             "(wall time, randomness, I/O, hash order)?"
         )

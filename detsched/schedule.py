@@ -3,14 +3,14 @@
 A run is a sequence of *decisions*; at each one the scheduler picks an integer (which logical thread
 runs next). Most decisions follow the default policy -- keep running the current thread if it can
 run, otherwise the lowest-numbered thread that can -- so a schedule stores only the decisions that
-deviate from it, as ``(step, value)`` pairs. A two-thread lost update is one or two deviations.
+deviate from it, as ``(decision, value)`` pairs: the index of the decision, and the value taken. A two-thread lost update is one or two deviations.
 
 String layout (``ds1:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
     varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores)
-    varint  seed (zig-zag), run_index, steps, len(deviations)
-    varint  for each deviation: step delta from the previous deviation, value, path check
+    varint  seed (zig-zag), run_index, decisions, len(deviations)
+    varint  for each deviation: decision delta from the previous deviation, value, path check
     4 bytes path checksum of the whole run (big-endian)
     4 bytes target fingerprint (CRC-32 of the target's name, big-endian)
     4 bytes CRC-32 of everything before it (big-endian)
@@ -62,8 +62,8 @@ class Schedule:
     strategy: str
     seed: int
     run_index: int
-    steps: int  # number of decisions the recorded run made; replay checks it
-    # Invariant: steps strictly increase, and every step < self.steps
+    decisions: int  # number of decisions the recorded run made; replay checks it
+    # Invariant: the deviations' decision indices strictly increase, and each is < self.decisions
     deviations: tuple[tuple[int, int], ...] = field(default=())
     points: Points = field(default_factory=lambda: Points())  # replay must use the same points
     checks: tuple[int, ...] = ()  # 16-bit checksum of the path before each deviation
@@ -72,12 +72,12 @@ class Schedule:
     @property
     def verify(self) -> dict[int, int]:
         """Decision index -> expected path check, for the scheduler to verify during replay."""
-        return {step: check for (step, _), check in zip(self.deviations, self.checks)}
+        return {decision: check for (decision, _), check in zip(self.deviations, self.checks)}
 
     def __post_init__(self):
-        steps = [s for s, _ in self.deviations]
-        if steps != sorted(set(steps)) or (steps and (steps[0] < 0 or steps[-1] >= self.steps)):
-            raise ScheduleError(f"invalid schedule: deviation steps {steps} out of order or range")
+        indices = [decision for decision, _ in self.deviations]
+        if indices != sorted(set(indices)) or (indices and (indices[0] < 0 or indices[-1] >= self.decisions)):
+            raise ScheduleError(f"invalid schedule: deviation decisions {indices} out of order or range")
         if self.checks and len(self.checks) != len(self.deviations):
             raise ScheduleError("invalid schedule: one path check per deviation expected")
 
@@ -91,15 +91,15 @@ class Schedule:
         _put_varint(out, len(name))
         out += name
         _put_varint(out, (not self.points.calls) | (not self.points.writes) << 1)
-        for number in (_zigzag(self.seed), self.run_index, self.steps, len(self.deviations)):
+        for number in (_zigzag(self.seed), self.run_index, self.decisions, len(self.deviations)):
             _put_varint(out, number)
         previous = 0
         checks = self.checks or (0,) * len(self.deviations)
-        for (step, value), check in zip(self.deviations, checks):
-            _put_varint(out, step - previous)
+        for (decision, value), check in zip(self.deviations, checks):
+            _put_varint(out, decision - previous)
             _put_varint(out, value)
             _put_varint(out, check)
-            previous = step
+            previous = decision
         out += self.path.to_bytes(4, "big")
         out += self.target.to_bytes(4, "big")
         out += zlib.crc32(out).to_bytes(4, "big")
@@ -142,18 +142,18 @@ class Schedule:
             strategy = reader.take(reader.varint()).decode("ascii")
             flags = reader.varint()
             seed = _unzigzag(reader.varint())
-            run_index, steps, count = reader.varint(), reader.varint(), reader.varint()
-            deviations, checks, step = [], [], 0
+            run_index, decisions, count = reader.varint(), reader.varint(), reader.varint()
+            deviations, checks, decision = [], [], 0
             for _ in range(count):
-                step += reader.varint()
-                deviations.append((step, reader.varint()))
+                decision += reader.varint()
+                deviations.append((decision, reader.varint()))
                 checks.append(reader.varint())
         except (IndexError, UnicodeDecodeError):
             raise ScheduleError("corrupt or truncated schedule: payload ends early") from None
         path = int.from_bytes(raw[-12:-8], "big")
         target = int.from_bytes(raw[-8:-4], "big")
         try:
-            return cls(target, strategy, seed, run_index, steps, tuple(deviations),
+            return cls(target, strategy, seed, run_index, decisions, tuple(deviations),
                        Points(not flags & 1, not flags & 2), tuple(checks), path)
         except ScheduleError as exc:  # a checksum that matches, over decisions that do not fit
             raise ScheduleError(f"corrupt or truncated schedule: {exc}") from None
@@ -164,11 +164,11 @@ class Schedule:
         ``"after decision 12"``. Paths are checked only at deviations and at the end, so this names
         the last deviation at which the run still agreed, or ``"before decision N"`` (the first
         deviation) if it agreed at none."""
-        for i, ((step, value), check) in enumerate(zip(self.deviations, self.checks or (None,) * self.preemptions)):
-            if i >= run.preemptions or run.deviations[i] != (step, value) or (
+        for i, ((decision, value), check) in enumerate(zip(self.deviations, self.checks or (None,) * self.preemptions)):
+            if i >= run.preemptions or run.deviations[i] != (decision, value) or (
                     check is not None and run.checks and run.checks[i] != check):
-                return f"after decision {self.deviations[i - 1][0]}" if i else f"before decision {step}"
-        if run.preemptions > self.preemptions or run.steps != self.steps or (self.path and run.path != self.path):
+                return f"after decision {self.deviations[i - 1][0]}" if i else f"before decision {decision}"
+        if run.preemptions > self.preemptions or run.decisions != self.decisions or (self.path and run.path != self.path):
             return f"after decision {self.deviations[-1][0]}" if self.deviations else "before its end"
         return None
 

@@ -14,14 +14,14 @@ A, B, C, D = ((0, 1), 1), ((0, 2), 2), ((1, 3), 0), ((2, 4), 1)
 CHOICES = (((0, 1), (0, 1), 0), ((0, 2), (0, 1, 2), 0), ((1, 3), (0, 1), 1))
 
 
-def fake(fails, *, steps=lambda candidate: 10 + len(candidate)):
+def fake(fails, *, decisions=lambda candidate: 10 + len(candidate)):
     """An ``attempt`` under which ``fails(candidate)`` says whether a candidate fails; it records
     every candidate it was given."""
     tried = []
 
     def attempt(candidate):
         tried.append(candidate)
-        return Outcome(fails(candidate), candidate, steps(candidate), CHOICES)
+        return Outcome(fails(candidate), candidate, decisions(candidate), CHOICES)
 
     attempt.tried = tried
     return attempt
@@ -66,7 +66,7 @@ def test_shrinking_stops_at_its_run_budget(monkeypatch):
     assert len(attempt.tried) == 3
 
 
-def test_simpler_means_fewer_deviations_then_fewer_steps_then_smaller():
+def test_simpler_means_fewer_deviations_then_fewer_decisions_then_smaller():
     assert sort_key((A,), 100) < sort_key((A, B), 2)
     assert sort_key((B,), 5) < sort_key((A,), 6)
     assert sort_key((A,), 5) < sort_key((B,), 5)

@@ -95,11 +95,6 @@ class ExecutionResult:
     usage_error: DetschedUsageError | None = None
 
     @property
-    def choice_points(self) -> int:
-        """Decisions in the run (what ``Schedule.steps`` counts)."""
-        return len(self.decisions)
-
-    @property
     def deviations(self) -> tuple[tuple[int, int], ...]:
         """(decision index, value) of every decision that left the default policy."""
         return tuple((index, d.value) for index, d in enumerate(self.decisions) if d.value != d.default)

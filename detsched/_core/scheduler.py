@@ -141,8 +141,7 @@ class Scheduler:
         if not self.execution.path_matches():
             decision = len(self.execution.decisions)
             self._fail_usage(ReplayDiverged(
-                self.execution.steps, f"the threads did different operations before decision {decision} "
-                "than when the schedule was recorded"))
+                decision, "the threads did different operations before it than when the schedule was recorded"))
 
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
         """A scheduling point for a non-blocking check (try-acquire, ``is_set``...).

@@ -119,7 +119,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     first = warm_up(resolved, limits, points)
     if first.failure is not None:  # a real run, so its failure is reported like any other
         return found(first, first_run)
-    chooser.calibrate(first.choice_points)
+    chooser.calibrate(len(first.decisions))
     for index in range(first_run, first_run + runs):
         result = run_once(resolved, chooser, index, limits, points=points)
         if progress is not None:
@@ -143,7 +143,7 @@ def schedule_so_far(origin: Schedule) -> Schedule | None:
     me = current()
     if me is None:
         return None
-    return dataclasses.replace(origin, steps=len(me.sched.execution.decisions),
+    return dataclasses.replace(origin, decisions=len(me.sched.execution.decisions),
                                deviations=me.sched.result().deviations)
 
 
@@ -155,7 +155,7 @@ def started_threads() -> bool:
 
 def schedule_of(origin: Schedule, result: ExecutionResult) -> Schedule:
     """The schedule of ``result``, with ``origin``'s target, strategy, seed and run index."""
-    return dataclasses.replace(origin, steps=result.choice_points, deviations=tuple(result.deviations),
+    return dataclasses.replace(origin, decisions=len(result.decisions), deviations=tuple(result.deviations),
                                checks=tuple(result.checks), path=result.path)
 
 
@@ -169,9 +169,9 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
         def attempt(candidate):
             result = run_once(target, PositionReplay(candidate), 0, limits, points=schedule.points)
             failed = result.failure is not None and _same_failure(result.failure, found)
-            return Outcome(failed, tuple(result.positions), result.choice_points, tuple(result.choices))
+            return Outcome(failed, tuple(result.positions), len(result.decisions), tuple(result.choices))
 
-        positions = shrink(positions, schedule.steps, attempt)
+        positions = shrink(positions, schedule.decisions, attempt)
         shrunk = run_once(target, PositionReplay(positions), 0, limits, points=schedule.points)
         schedule = schedule_of(schedule, shrunk)
     # Replaying would block again for the whole watchdog timeout, or run to max_steps again for a

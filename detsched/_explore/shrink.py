@@ -28,7 +28,7 @@ MAX_SHRINK_RUNS = 500
 class Outcome:
     failed: bool  # failed the same way as the original
     positions: tuple  # deviations the run really made
-    steps: int  # decisions in the run
+    decisions: int  # decisions in the run
     choices: tuple  # (position, options, default) of every decision with a choice
 
 
@@ -36,14 +36,14 @@ class Outcome:
 Attempt = Callable[[tuple], Outcome]
 
 
-def sort_key(positions: tuple, steps: int):
-    return (len(positions), steps, positions)
+def sort_key(positions: tuple, decisions: int):
+    return (len(positions), decisions, positions)
 
 
-def shrink(positions: tuple, steps: int, attempt: Attempt) -> tuple:
+def shrink(positions: tuple, decisions: int, attempt: Attempt) -> tuple:
     """Return the simplest deviation list found that still fails the same way."""
     budget = _Budget(attempt)
-    best = (positions, steps)
+    best = (positions, decisions)
     best = _delete_chunks(best, budget)
     if len(best[0]) > 1:
         best = _one_deviation(best, budget)
@@ -62,7 +62,7 @@ class _Budget:
 
 
 def _better(outcome: Optional[Outcome], best) -> bool:
-    return outcome is not None and outcome.failed and sort_key(outcome.positions, outcome.steps) < sort_key(*best)
+    return outcome is not None and outcome.failed and sort_key(outcome.positions, outcome.decisions) < sort_key(*best)
 
 
 def _delete_chunks(best, budget: _Budget):
@@ -72,7 +72,7 @@ def _delete_chunks(best, budget: _Budget):
         while start < len(best[0]) and budget.left > 0:
             outcome = budget.run(best[0][:start] + best[0][start + chunk:])
             if _better(outcome, best):
-                best, improved = (outcome.positions, outcome.steps), True
+                best, improved = (outcome.positions, outcome.decisions), True
             else:
                 start += chunk
         if not improved:
@@ -85,12 +85,12 @@ def _one_deviation(best, budget: _Budget):
     if base is None:
         return best
     if base.failed:
-        return (base.positions, base.steps)
+        return (base.positions, base.decisions)
     for position, options, default in base.choices:
         for value in options:
             if value == default:
                 continue
             outcome = budget.run(((position, value),))
             if _better(outcome, best):
-                return (outcome.positions, outcome.steps)
+                return (outcome.positions, outcome.decisions)
     return best
