@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--depth", type=_depth, default=settings.DEPTH,
                      help=f"PCT bug depth: how many ordering constraints the bug needs (default {settings.DEPTH})")
     run.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS,
-                     help=f"scheduling steps one run may take before it is reported as a livelock (default {settings.MAX_STEPS})")
+                     help="scheduling steps one run may take before it is reported as a livelock "
+                          f"(default {settings.MAX_STEPS})")
     run.add_argument("--no-preempt-calls", dest="preempt_calls", action="store_false",
                      help="switch threads only at synchronisation operations, not also when user "
                           "code calls a function")

@@ -3,7 +3,8 @@
 A run is a sequence of *decisions*; at each one the scheduler picks an integer (which logical thread
 runs next). Most decisions follow the default policy -- keep running the current thread if it can
 run, otherwise the lowest-numbered thread that can -- so a schedule stores only the decisions that
-deviate from it, as ``(decision, value)`` pairs: the index of the decision, and the value taken. A two-thread lost update is one or two deviations.
+deviate from it, as ``(decision, value)`` pairs: the index of the decision, and the value taken. A
+two-thread lost update is one or two deviations.
 
 String layout (``ds1:`` + unpadded URL-safe base64 of)::
 
@@ -168,7 +169,8 @@ class Schedule:
             if i >= run.preemptions or run.deviations[i] != (decision, value) or (
                     check is not None and run.checks and run.checks[i] != check):
                 return f"after decision {self.deviations[i - 1][0]}" if i else f"before decision {decision}"
-        if run.preemptions > self.preemptions or run.decisions != self.decisions or (self.path and run.path != self.path):
+        if (run.preemptions > self.preemptions or run.decisions != self.decisions
+                or (self.path and run.path != self.path)):
             return f"after decision {self.deviations[-1][0]}" if self.deviations else "before its end"
         return None
 

@@ -11,11 +11,11 @@ import time
 import pytest
 
 import detsched
+from bundled_examples import EXAMPLES_DIR, found
+from bundled_examples import target as example
 from contracts import virtual
 from detsched import settings
-from test_determinism import other_interpreters, replay_elsewhere, run_python
-from test_examples import EXAMPLES_DIR, found
-from test_examples import target as example
+from other_pythons import other_interpreters, replay_elsewhere, run_python
 
 EXPLORE = ("import detsched; r = detsched.explore({target!r}, runs=500, seed=11); "
            "print(r.runs, r.failure.schedule.dumps())")

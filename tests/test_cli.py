@@ -8,25 +8,9 @@ import sys
 import pytest
 
 from detsched.cli import main
+from programs import LOST_UPDATE
 
-BUGGY = '''
-import threading
-
-def transfer(account, lock):
-    with lock:
-        balance = account["balance"]
-    with lock:
-        account["balance"] = balance + 10
-
-def main():
-    account, lock = {"balance": 0}, threading.Lock()
-    threads = [threading.Thread(target=transfer, args=(account, lock)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert account["balance"] == 20, f"balance is {account['balance']}, expected 20"
-
+BUGGY = LOST_UPDATE + '''
 def passes():
     t = threading.Thread(target=print, args=("hi",))
     t.start()

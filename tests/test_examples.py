@@ -1,18 +1,15 @@
 """The bundled examples: each ``main`` has a bug detsched finds, reports readably and replays
 exactly; each ``fixed`` twin passes under both strategies."""
 
-import functools
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import detsched
+from bundled_examples import EXAMPLES_DIR, REPO_DIR, found, target
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-EXAMPLES_DIR = REPO_DIR / "examples"
 
 #: example -> (kind detsched reports for ``main``, key phrases of its message)
 EXPECTED = {
@@ -28,18 +25,6 @@ EXPECTED = {
 #: Runs of each fixed twin per strategy. The benchmark (benchmarks/examples_clean.py) runs
 #: 10,000 with pct; these keep the file quick.
 FIXED_RUNS = {"pct": 300, "random": 100}
-
-
-def target(example: str, function: str) -> str:
-    return f"{EXAMPLES_DIR / example}.py::{function}"
-
-
-@functools.cache
-def found(example: str) -> detsched.Failure:
-    """The failure exploring ``main`` finds (explored once, shared by the tests below)."""
-    report = detsched.explore(target(example, "main"), runs=1000)
-    assert report.failure is not None, f"{example}: no failure in {report.runs} runs"
-    return report.failure
 
 
 def test_every_example_file_is_covered():

@@ -12,6 +12,7 @@ from detsched import Schedule, ScheduleError
 from detsched import ReplayDivergedWarning
 from detsched.schedule import Points
 from detsched.schedule import fingerprint
+from programs import LOST_UPDATE, LOST_UPDATE_FIXED
 
 
 @st.composite
@@ -76,25 +77,7 @@ def test_out_of_order_deviations_are_refused():
         Schedule(1, "pct", 0, 0, 10, ((5, 1), (3, 1)))
 
 
-RACY = """
-import threading
-
-def add(state, lock):
-    with lock:
-        seen = state["n"]
-    with lock:
-        state["n"] = seen + 1
-
-def main():
-    state, lock = {"n": 0}, threading.Lock()
-    threads = [threading.Thread(target=add, args=(state, lock)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert state["n"] == 2, f"n is {state['n']}"
-"""
-FIXED = RACY.replace("        seen = state[\"n\"]\n    with lock:\n", "        seen = state[\"n\"]\n")
+RACY, FIXED = LOST_UPDATE, LOST_UPDATE_FIXED
 
 
 def recorded_then_rewritten(tmp_path, source):
@@ -121,12 +104,13 @@ def test_replay_that_follows_the_schedule_does_not_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         failure = detsched.replay(target, schedule)
-    assert failure.message.startswith("AssertionError: n is 1") and failure.notes == ()
+    assert failure.message.startswith("AssertionError: balance is 10") and failure.notes == ()
     assert failure.schedule == schedule
 
 
 def test_replay_that_leaves_the_schedule_and_fails_returns_the_path_it_took(tmp_path):
-    target, schedule = recorded_then_rewritten(tmp_path, RACY.replace("def main():\n", "def main():\n    add({'n': 0}, threading.Lock())\n"))
+    changed = RACY.replace("def main():\n", "def main():\n    transfer({'balance': 0}, threading.Lock())\n")
+    target, schedule = recorded_then_rewritten(tmp_path, changed)
     with pytest.warns(ReplayDivergedWarning, match="and failed"):
         failure = detsched.replay(target, schedule)
     assert failure.kind == "exception" and "no longer followed the schedule" in failure.notes[0]

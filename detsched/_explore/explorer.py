@@ -198,7 +198,8 @@ def load_schedule(schedule) -> Schedule:
     return Schedule.loads(schedule)
 
 
-def replay(target, schedule, *, max_steps: int = settings.MAX_STEPS, blocked_after: float | None = None) -> Failure | None:
+def replay(target, schedule, *, max_steps: int = settings.MAX_STEPS,
+           blocked_after: float | None = None) -> Failure | None:
     """Replay ``schedule`` against ``target``: the failure the run ends in, or None if it passes.
 
     The run follows the schedule's deviations, and the default policy everywhere else, to its end,

@@ -72,24 +72,18 @@ if hasattr(sys, "monitoring"):
         pass
 
 else:
-    _active = False
-
     def _on_event(frame, event, arg):
         if event == "call" and _is_point(frame.f_code):
             _switch(frame.f_code, frame.f_back)
 
     def activate() -> None:
-        global _active
-        _active = True
+        """Nothing process-wide to turn on: each controlled thread installs its own hook."""
 
     def deactivate() -> None:
-        global _active
-        _active = False
+        """Nothing process-wide to turn off: the hooks end with their threads."""
 
     def enter_thread() -> None:
         """Install the per-thread hook in a new controlled thread (chained after a user's profiler)."""
-        if not _active:
-            return
         user_hook = sys.getprofile()
         if user_hook is None:
             sys.setprofile(_on_event)
