@@ -27,24 +27,14 @@ import heapq
 import inspect
 import sys
 import weakref
-from typing import TYPE_CHECKING
-
 from detsched._core import frames
 from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, current
 from detsched._detect import tasks
-from detsched._instrument import calls
 from detsched.errors import DetschedUsageError, RunAborted
-
-if TYPE_CHECKING:
-    from detsched._aio.policy import ControlledPolicy
 
 #: Names of the bound methods through which asyncio schedules a task's next step (the C
 #: implementation's step wrapper has no name).
 _TASK_STEPS = frozenset({"__step", "__wakeup", "task_wakeup"})
-
-#: detsched's per-thread profile hook that makes user function entry a scheduling point (Python
-#: before 3.12; later versions use sys.monitoring, which costs nothing outside user code).
-_CALL_POINTS = getattr(calls, "_on_event", None)
 
 #: Consecutive steps of nothing but polling tasks before the loop counts them as spinning and lets
 #: virtual time pass to its next timer (see ``ControlledEventLoop._spinning``).
@@ -55,7 +45,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
     """An asyncio event loop inside a detsched run: one ready callback per step, picked by the
     strategy, on virtual time. The controlled policy makes it; it runs only inside its run."""
 
-    def __init__(self, policy: ControlledPolicy):
+    def __init__(self, policy):  # the ControlledPolicy that made it
         super().__init__()
         self._policy = policy
         self._sched = policy.sched
@@ -101,7 +91,8 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         # profile hook, which would see every call the loop itself makes: it is on only while a
         # callback runs (where 3.12's sys.monitoring finds the same user calls), so that runs and
         # schedules are the same on every version.
-        self._call_points = _CALL_POINTS if _CALL_POINTS is not None and sys.getprofile() is _CALL_POINTS else None
+        hook = self._policy.call_hook
+        self._call_points = hook if hook is not None and sys.getprofile() is hook else None
         if self._call_points is not None:
             sys.setprofile(None)
         try:

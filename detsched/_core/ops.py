@@ -7,10 +7,7 @@ from __future__ import annotations
 import _thread
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from detsched._core.scheduler import Scheduler
+from typing import Callable
 
 _allocate_lock = _thread.allocate_lock
 _tls = _thread._local()
@@ -67,7 +64,8 @@ class LogicalThread:
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
                  "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached")
 
-    def __init__(self, sched: Scheduler, tid: int, name: str, thread, daemon: bool):
+    def __init__(self, sched, tid: int, name: str, thread, daemon: bool):
+        # sched: the Scheduler of its run (ops.py is below the scheduler and does not import it)
         self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
         self.park = _allocate_lock()  # locked while the thread runs or is parked; released to wake it
         self.park.acquire()

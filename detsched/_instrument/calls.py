@@ -71,6 +71,9 @@ if hasattr(sys, "monitoring"):
     def enter_thread() -> None:
         pass
 
+    #: No per-thread profile hook on this version.
+    PROFILE_HOOK = None
+
 else:
     def _on_event(frame, event, arg):
         if event == "call" and _is_point(frame.f_code):
@@ -93,3 +96,6 @@ else:
                 _on_event(frame, event, arg)
 
             sys.setprofile(chained)
+
+    #: The per-thread profile hook of controlled threads.
+    PROFILE_HOOK = _on_event

@@ -89,7 +89,7 @@ class World:
         # Imported here, not at the top: thread-only users need not pay for importing asyncio at start-up.
         from detsched._aio import patches, policy
 
-        self.aio_policy = policy.ControlledPolicy(self.sched)
+        self.aio_policy = policy.ControlledPolicy(self.sched, calls.PROFILE_HOOK if self.points.calls else None)
         for owner, name, value in patches.for_run(self.aio_policy):
             self._set(owner, name, value)
 
