@@ -17,6 +17,7 @@ from detsched._core.ops import Op, current
 from detsched._primitives import futures, queues, sync, threads
 from detsched.errors import DetschedUsageError
 
+#: Stands for an attribute a run set that did not exist before it (restoring deletes it).
 MISSING = object()
 
 

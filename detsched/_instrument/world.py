@@ -98,8 +98,8 @@ class World:
             self._saved.append((owner, name, owner.get(name, MISSING)))
             owner[name] = value
             return
-        current_value_ = owner.__dict__.get(name, MISSING) if isinstance(owner, type) else getattr(owner, name, MISSING)
-        self._saved.append((owner, name, current_value_))
+        previous = owner.__dict__.get(name, MISSING) if isinstance(owner, type) else getattr(owner, name, MISSING)
+        self._saved.append((owner, name, previous))
         setattr(owner, name, value)
 
     def _restore(self) -> None:
