@@ -1,5 +1,9 @@
-"""Exploration and replay: run a target many times under a strategy, stop at the first failure,
-shrink its schedule, and replay it with tracing to build the report."""
+"""Exploration and replay, in phases: *warm-up* (one run under the default policy), *runs* (under
+the strategy, until the first failure), *shrink* (the failing schedule, to the fewest deviations),
+*explain* (a traced replay of the shrunk schedule, whose frozen record the report is built from).
+
+Every run goes through ``run_once``: a ``Scheduler`` for it, a ``World`` around it, the controller
+to start and watch it, and its frozen ``ExecutionResult`` back."""
 
 from __future__ import annotations
 
