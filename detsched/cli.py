@@ -38,9 +38,9 @@ _EPILOG = """\
 examples:
   detsched run examples/bank.py::main
   detsched run tests/test_cache.py::test_stampede --runs 5000 --strategy random
-  detsched replay examples/bank.py::main --schedule 'ds1:...'
+  detsched replay examples/bank.py::main --schedule 'ds2:...'
   detsched replay failure.json
-  detsched show examples/bank.py::main --schedule 'ds1:...'
+  detsched show examples/bank.py::main --schedule 'ds2:...'
 """
 
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
         command.add_argument("source", metavar="FILE|TARGET",
                              help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
-        command.add_argument("--schedule", metavar="STR", help="the 'ds1:...' string a failure report printed")
+        command.add_argument("--schedule", metavar="STR", help="the 'ds2:...' string a failure report printed")
         command.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS, help="as for run")
     return parser
 
@@ -159,7 +159,7 @@ def _replay_inputs(args) -> tuple[str, str]:
     if args.schedule is not None:
         return args.source, args.schedule
     if args.source.endswith(".py") or "::" in args.source or ":" in args.source and not os.path.exists(args.source):
-        raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds1:...' (or give a JSON file)")
+        raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds2:...' (or give a JSON file)")
     try:
         with open(args.source, encoding="utf-8") as handle:
             schedule, data = Schedule.from_json(handle.read())

@@ -6,7 +6,7 @@ run, otherwise the lowest-numbered thread that can -- so a schedule stores only 
 deviate from it, as ``(decision, value)`` pairs: the index of the decision, and the value taken. A
 two-thread lost update is one or two deviations.
 
-String layout (``ds1:`` + unpadded URL-safe base64 of)::
+String layout (``ds2:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
     varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores)
@@ -29,7 +29,11 @@ from detsched.errors import ScheduleError, a_type
 
 #: The version written in front of every schedule string; bump it when the layout or the meaning of
 #: a decision changes, so that old strings are refused with a clear message instead of misreplayed.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: What changed at each version, for the message that refuses an older string.
+CHANGES = {
+    2: "a store in a nested function is one scheduling point, where it was one per level of nesting",
+}
 _PREFIX = f"ds{FORMAT_VERSION}:"
 #: The characters of unpadded URL-safe base64, all a schedule string's body may contain.
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -122,10 +126,7 @@ class Schedule:
         if not sep or not head.startswith("ds"):
             raise ScheduleError(f"not a detsched schedule: {text[:40]!r} (schedules start with {_PREFIX!r})")
         if head != _PREFIX[:-1]:
-            raise ScheduleError(
-                f"schedule format {head!r} is not supported by this detsched, which reads {_PREFIX[:-1]!r}; "
-                "record the schedule again with this version"
-            )
+            raise ScheduleError(_other_version(head))
         stray = next((c for c in body if c not in _ALPHABET), None)
         if stray is not None:
             raise ScheduleError(f"corrupt or truncated schedule: {stray!r} cannot appear in a schedule string "
@@ -196,6 +197,19 @@ class Schedule:
             raise ScheduleError(f'not a detsched schedule file: its "schedule" is {_json_type(encoded)}, not a '
                                 f"{_PREFIX + '...'!r} string")
         return cls.loads(encoded), data
+
+
+def _other_version(head: str) -> str:
+    """Why a ``dsN:`` string of another format version cannot be replayed, and what to do."""
+    reads = _PREFIX[:-1]
+    version = int(head[2:]) if head[2:].isdigit() else None
+    if version is not None and version < FORMAT_VERSION:
+        since = "; ".join(f"ds{v}: {CHANGES[v]}" for v in range(version + 1, FORMAT_VERSION + 1) if v in CHANGES)
+        return (f"schedule format {head!r} was recorded by an older detsched, and this one reads {reads!r}: "
+                f"runs take other scheduling points since ({since}), so it would not replay the same run. "
+                "Record it again: explore the target once more (detsched run, or the test itself)")
+    return (f"schedule format {head!r} is not supported by this detsched, which reads {reads!r} (was it "
+            "recorded by a newer detsched?); replay it with the version that recorded it")
 
 
 def _json_type(value) -> str:

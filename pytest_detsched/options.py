@@ -63,7 +63,7 @@ def add_options(parser) -> None:
          "and under pytest-xdist)")
     _add(parser, group, "max-steps", "N",
          f"scheduling steps one run may take before it is reported as a livelock (default {DEFAULT_MAX_STEPS})")
-    group.addoption("--detsched-replay", metavar="'ds1:...'", default=None,
+    group.addoption("--detsched-replay", metavar="'ds2:...'", default=None,
                     help="replay this schedule (printed under a failure) in the test it was recorded for, "
                          "instead of exploring")
     group.addoption("--detsched-all", action="store_true", default=None,

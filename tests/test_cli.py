@@ -31,7 +31,7 @@ def target(tmp_path):
 
 
 def replay_line(out):
-    return re.search(r"replay: detsched replay (\S+) --schedule '(ds1:[^']+)'", out)
+    return re.search(r"replay: detsched replay (\S+) --schedule '(ds2:[^']+)'", out)
 
 
 def test_run_finds_the_bug_and_prints_the_replay_line(target, capsys):
@@ -74,8 +74,8 @@ def test_save_to_a_folder_asks_for_a_file_name(target, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"schedule": 12, "target": "x.py::main"}', 'its "schedule" is a number, not a \'ds1:...\' string'),
-    ('["ds1:AAAA"]', 'expected a JSON object with a "schedule" string, got a list'),
+    ('{"schedule": 12, "target": "x.py::main"}', 'its "schedule" is a number, not a \'ds2:...\' string'),
+    ('["ds2:AAAA"]', 'expected a JSON object with a "schedule" string, got a list'),
     ('{"target": "x.py::main"}', 'it has no "schedule" key'),
     ("not json", "not valid JSON (line 1, column 1)"),
     (b"\x89PNG\r\n\x1a\n\xff\xfe", "not a detsched schedule file: it is not text"),
@@ -189,7 +189,7 @@ def test_module_that_fails_to_import_shows_its_traceback(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("schedule, message", [
-    ("ds1:AAAA", "corrupt or truncated"),
+    ("ds2:AAAA", "corrupt or truncated"),
     ("ds9:AAAA", "'ds9' is not supported"),
     ("nonsense", "not a detsched schedule"),
 ])
@@ -269,7 +269,7 @@ def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, c
     from detsched import Schedule
 
     saved = tmp_path / "test_x.detsched.json"
-    command = "pytest 'test_x.py::test_y' --detsched-replay='ds1:...'"
+    command = "pytest 'test_x.py::test_y' --detsched-replay='ds2:...'"
     saved.write_text(Schedule(1, "pct", 0, 0, 1).to_json(test="test_x.py::test_y", pytest=command))
     assert main(["replay", str(saved)]) == 2
     assert command in capsys.readouterr().err

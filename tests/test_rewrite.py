@@ -273,3 +273,40 @@ def test_two_functions_on_one_line_are_left_alone():
     source = "pick = (lambda: 1, lambda x: x)\ndef f(obj):\n    obj.x = 1\n"
     found = code_objects(rewrite_module(source, "<rewritten>"))
     assert ("<lambda>", 1) not in found and ("f", 2) in found
+
+
+def store_points(source: str) -> list[str]:
+    """The store points ``source``'s rewritten code announces, in order, when its ``main()`` runs."""
+    announced = []
+    namespace = dict(rewrite.HELPERS, **{rewrite.POINT: announced.append})
+    exec(rewrite_module(source, "<rewritten>"), namespace)
+    namespace["main"]()
+    return announced
+
+
+def test_a_store_in_a_nested_function_is_one_point_at_any_depth():
+    source = '''
+def main():
+    counter = [0]
+
+    def outer():
+        def inner():
+            counter[0] += 1
+        inner()
+        counter[0] += 1
+    outer()
+    counter[0] += 1
+    return counter
+'''
+    assert store_points(source) == ["store counter[0]"] * 3
+
+
+def test_a_method_of_a_class_defined_in_a_function_is_rewritten_once():
+    source = '''
+def main():
+    class Box:
+        def put(self, value):
+            self.value = value
+    Box().put(1)
+'''
+    assert store_points(source) == ["store self.value"]

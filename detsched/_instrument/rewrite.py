@@ -86,6 +86,10 @@ class _StoreRewriter(ast.NodeTransformer):
         return out
 
     def _statement(self, stmt: ast.stmt) -> list[ast.stmt]:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            # A nested scope is rewritten once, by its own visit; rewriting its body here as well
+            # would give each of its stores a point per level of nesting.
+            return [self.visit(stmt)]
         shared = self.shared_names[-1]
         for field in ("body", "orelse", "finalbody"):
             block = getattr(stmt, field, None)
@@ -97,8 +101,6 @@ class _StoreRewriter(ast.NodeTransformer):
         if type(stmt).__name__ == "Match":
             for case in stmt.cases:
                 case.body = self._statements(case.body)
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return [self.visit(stmt)]
         if isinstance(stmt, ast.Assign) and any(_shared(t, shared) for t in stmt.targets):
             return self._split(stmt, stmt.value, lambda value: ast.Assign(stmt.targets, value), stmt.targets[0])
         if isinstance(stmt, ast.AnnAssign) and stmt.value is not None and _shared(stmt.target, shared):
