@@ -97,12 +97,18 @@ class ItemRunner:
         self.fixtures = FunctionFixtures(item)
         self.blocked_after = _blocked_after(_timeout(item))
         self.target = Target(self._body, plan.test_id, plan.test_id, report_left_behind=not plan.probe, let_go=True,
-                             prepare=self.fixtures.prepare)
+                             prepare=self.fixtures.prepare, arguments=self._arguments)
         # Tasks of an async test interleave in detsched's event loop even without threads.
         self.saw_threads = inspect.iscoroutinefunction(self.function)
         self.raised = False
         self.stats = {"test": plan.test_id, "runs": 0, "elapsed": 0.0, "strategy": plan.settings.strategy,
                       "seed": plan.seed, "kind": None, "mode": "explore"}
+
+    def _arguments(self) -> tuple:
+        """The test function and its parametrized arguments: closures they hold (a factory's
+        product passed through ``parametrize``) get scheduling points in every run."""
+        callspec = getattr(self.item, "callspec", None)
+        return (self.function, *(callspec.params.values() if callspec is not None else ()))
 
     def run(self) -> None:
         if self.plan.probe:

@@ -98,12 +98,15 @@ def test_workers_get_the_default_and_prefixed_names():
 def test_no_more_workers_than_max_workers_run_tasks():
     def program():
         running, most = [0], [0]
+        counting = threading.Lock()  # the counters are shared by the workers: free threading would tear them
 
         def task():
-            running[0] += 1
-            most[0] = max(most[0], running[0])
+            with counting:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
             time.sleep(1)
-            running[0] -= 1
+            with counting:
+                running[0] -= 1
 
         with ThreadPoolExecutor(max_workers=3) as pool:
             for _ in range(8):

@@ -689,3 +689,38 @@ def test_detsched_all_explores_unittest_cases_with_a_fresh_instance_per_run(pyte
     replayed = run(pytester, f"--detsched-replay={schedule}", "test_cases.py::TestCounter::test_racy")
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["exception: AssertionError: 1 != 2"])
+
+
+PARAMETRIZED_CLOSURE = """
+import threading
+
+import pytest
+
+COUNTER = [0]
+
+
+def make_worker(counter):
+    def worker():
+        counter[0] += 1
+    return worker
+
+
+@pytest.mark.detsched(runs=300)
+@pytest.mark.parametrize("work", [make_worker(COUNTER)])
+def test_workers(work):
+    COUNTER[0] = 0
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert COUNTER[0] == 2, f"counter is {COUNTER[0]}"
+"""
+
+
+def test_a_closure_passed_through_parametrize_gets_store_points(pytester):
+    # Only the test's parametrized argument reaches the worker: no module global refers to it.
+    pytester.makepyfile(test_param=PARAMETRIZED_CLOSURE)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: counter is 1*"])

@@ -4,6 +4,8 @@ with no call and no lock in their window are found."""
 import threading
 import time
 
+import pytest
+
 import detsched
 from detsched._instrument import rewrite as rewrite
 from detsched._instrument.rewrite import code_objects, rewrite_module
@@ -310,3 +312,96 @@ def main():
     Box().put(1)
 '''
     assert store_points(source) == ["store self.value"]
+
+
+FACTORIES = '''
+import functools
+import threading
+
+
+def run_twice(work):
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def make_test():
+    counter = [0]
+
+    def worker():
+        counter[0] += 1
+
+    def test():
+        counter[0] = 0
+        run_twice(worker)
+        assert counter[0] == 2, f"counter is {counter[0]}"
+    return test
+
+
+def make_partial_test():
+    def add(box, amount):
+        box["n"] += amount
+
+    box = {"n": 0}
+    bump = functools.partial(add, box, 1)
+
+    def test():
+        box["n"] = 0
+        run_twice(bump)
+        assert box["n"] == 2, f"n is {box['n']}"
+    return test
+
+
+def make_callbacks_test():
+    totals = {"n": 0}
+
+    def bump():
+        totals["n"] += 1
+
+    callbacks = [bump]
+
+    def test():
+        totals["n"] = 0
+        run_twice(callbacks[0])
+        assert totals["n"] == 2, f"n is {totals['n']}"
+    return test
+
+
+def class_in_the_test():
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def bump(self):
+            self.n += 1
+
+    counter = Counter()
+    run_twice(counter.bump)
+    assert counter.n == 2, f"n is {counter.n}"
+'''
+
+
+@pytest.mark.parametrize("factory", ["make_test", "make_partial_test", "make_callbacks_test"])
+def test_a_lost_update_in_a_closure_handed_over_directly_is_found(make_module, factory):
+    # No module global refers to the test function: only the target's closure reaches the worker.
+    module = make_module("closure_factories", FACTORIES)
+    failure = detsched.explore(getattr(module, factory)(), runs=500).failure
+    assert failure is not None and failure.kind == "exception", failure
+    assert "is 1" in failure.message
+
+
+def test_a_lost_update_in_a_method_of_a_class_defined_in_the_test_is_found(make_module):
+    module = make_module("class_in_test", FACTORIES)
+    failure = detsched.explore(module.class_in_the_test, runs=500).failure
+    assert failure is not None and failure.message.startswith("AssertionError: n is 1")
+
+
+def test_closures_get_their_code_back_after_the_run(make_module):
+    module = make_module("closure_restored", FACTORIES)
+    test = module.make_test()
+    worker = dict(zip(test.__code__.co_freevars, (cell.cell_contents for cell in test.__closure__)))["worker"]
+    before = worker.__code__
+    detsched.explore(test, runs=3)
+    assert worker.__code__ is before

@@ -64,7 +64,7 @@ def _run_once(target, strategy, run_index, limits, tracing, points, verify) -> E
     random_state = random.getstate()
     random.seed(RANDOM_SEED)
     try:
-        with World(sched, points):
+        with World(sched, points, roots=target.roots()):
             main_thread = threads.make_main_thread()
             result = controller.run(sched, main_thread,
                                     lambda: threads.run_registered(main_thread, lambda: _call(target)))

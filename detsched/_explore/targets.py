@@ -31,6 +31,13 @@ class Target:
     #: Called before every run, outside control (in the caller's thread): the pytest plugin sets up
     #: the fixtures of pytest and its plugins there, afresh for each run.
     prepare: Callable[[], None] | None = None
+    #: Objects besides ``function`` that a run's code may call: closures they reach that no module
+    #: refers to get scheduling points too. The pytest plugin gives a test's parametrized arguments.
+    arguments: Callable[[], tuple] | None = None
+
+    def roots(self) -> tuple:
+        """What a run of this target starts from: its function and its arguments."""
+        return (self.function, *(self.arguments() if self.arguments is not None else ()))
 
 
 def resolve(target) -> Target:

@@ -223,8 +223,10 @@ def spin_point(description: str) -> None:
     if me is None or not may_switch_in(sys._getframe(1)):
         return
     # Only a loop whose last iteration reached no other scheduling point is spinning: it gives way
-    # and lets time pass. A loop that waits or works in its body is just taking a step.
-    me.spinning = me.last_poll == (description, me.ops)
+    # and lets time pass. A loop that waits or works in its body is just taking a step -- unless
+    # what it reached was the same failed poll again (``while not event.is_set(): pass``), which
+    # spins as much.
+    me.spinning = me.spinning or me.last_poll == (description, me.ops)
     me.sched.wait(me, Op(description))
     me.last_poll = (description, me.ops)
 

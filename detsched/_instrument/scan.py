@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _thread
 import concurrent.futures.thread
+import functools
 import queue
 import sys
 import threading
@@ -104,11 +105,12 @@ class _ModuleScan:
     """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
     module's namespace changes size."""
 
-    __slots__ = ("module", "size", "hits", "_rewritten")
+    __slots__ = ("module", "size", "hits", "_compiled", "_rewritten")
 
     def __init__(self, module):
         self.module = module
         self.size = len(module.__dict__)
+        self._compiled: dict[tuple[str, int], types.CodeType] | None = None  # (name, first line) -> rewritten code
         self._rewritten: list[tuple[types.FunctionType, types.CodeType]] | None = None
         self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
         namespace, prefix = module.__dict__, module.__name__
@@ -122,10 +124,26 @@ class _ModuleScan:
                     self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
 
     def rewritten(self) -> list[tuple[types.FunctionType, types.CodeType]]:
-        """(function, code with store points) for every function defined in the module (made once)."""
+        """(function, code with store points) for every function defined in the module that the
+        module reaches (made once)."""
         if self._rewritten is None:
-            self._rewritten = _rewrite_functions(self.module)
+            path = self.module.__file__
+            pairs, seen = [], set()
+            for function in _functions_of(self.module, path):
+                code = self.rewritten_code(function.__code__)
+                if id(function) not in seen and code is not None:
+                    seen.add(id(function))
+                    pairs.append((function, code))
+            self._rewritten = pairs
         return self._rewritten
+
+    def rewritten_code(self, code: types.CodeType) -> types.CodeType | None:
+        """The code with store points of the function whose code is ``code`` (one of this module's),
+        if it can be told apart from every other function of the module."""
+        if self._compiled is None:
+            self._compiled = _compile_rewritten(self.module)
+        new_code = self._compiled.get((code.co_name, code.co_firstlineno))
+        return new_code if new_code is not None and new_code.co_freevars == code.co_freevars else None
 
     def _collect(self, owner, name: str, value, label: str) -> None:
         if name.startswith("__") and name.endswith("__"):
@@ -135,47 +153,26 @@ class _ModuleScan:
             self.hits.append((owner, name, value, label))
 
 
-def _rewrite_functions(module) -> list[tuple[types.FunctionType, types.CodeType]]:
+def _compile_rewritten(module) -> dict[tuple[str, int], types.CodeType]:
+    """Every function code object of the module's source, compiled with store points."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
-        return []
+        return {}
     try:
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
         loader = getattr(getattr(module, "__spec__", None), "loader", None)
-        compiled = rewrite.code_objects(rewrite.rewrite_module(source, path, loader))
+        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return []  # source gone or unreadable: the module runs as it is
-    pairs, seen = [], set()
-    for function in _functions_of(module, path):
-        code = function.__code__
-        new_code = compiled.get((code.co_name, code.co_firstlineno))
-        if id(function) not in seen and new_code is not None and new_code.co_freevars == code.co_freevars:
-            seen.add(id(function))
-            pairs.append((function, new_code))
-    return pairs
+        return {}  # source gone or unreadable: the module runs as it is
 
 
-def _functions_of(module, path: str):
-    """Functions defined in ``path`` reachable from the module: globals, class members (methods,
-    static and class methods, properties, nested classes) and what decorators wrapped."""
-    pending = list(vars(module).values())
-    classes_seen = set()
-    while pending:
-        value = pending.pop()
-        if isinstance(value, (staticmethod, classmethod)):
-            pending.append(value.__func__)
-        elif isinstance(value, property):
-            pending.extend(f for f in (value.fget, value.fset, value.fdel) if f is not None)
-        elif isinstance(value, type) and value.__module__ == module.__name__ and id(value) not in classes_seen:
-            classes_seen.add(id(value))
-            pending.extend(vars(value).values())
-        elif isinstance(value, types.FunctionType):
-            wrapped = getattr(value, "__wrapped__", None)
-            if wrapped is not None:
-                pending.append(wrapped)
-            if value.__code__.co_filename == path:
-                yield value
+def _functions_of(module, path: str) -> list[types.FunctionType]:
+    """Functions defined in ``path`` that the module reaches: globals, class members (methods,
+    static and class methods, properties, nested classes), what decorators wrapped, closures, and
+    callbacks kept in module-level lists, tuples, sets and dicts."""
+    return [function for function in reachable_functions(vars(module).values())
+            if function.__code__.co_filename == path]
 
 
 _TWINNED_TYPES = frozenset({_REAL_LOCK_TYPE, _REAL_RLOCK_TYPE, _RealCondition, _RealSemaphore, _RealBoundedSemaphore,
@@ -214,9 +211,70 @@ class ModuleScans:
                 scans[name] = _ModuleScan(module)
         return list(scans.values())
 
+    def rewritten_reachable(self, roots) -> list[tuple[types.FunctionType, types.CodeType]]:
+        """(function, code with store points) for the user functions ``roots`` reach (see
+        ``reachable_functions``), whichever module defined them; call after ``current()``."""
+        by_file = {getattr(scan.module, "__file__", None): scan for scan in self._scans.values()}
+        pairs = []
+        for function in reachable_functions(roots):
+            scan = by_file.get(function.__code__.co_filename)
+            code = scan.rewritten_code(function.__code__) if scan is not None else None
+            if code is not None:
+                pairs.append((function, code))
+        return pairs
+
 
 #: The process's scans of user modules.
 SCANS = ModuleScans()
+
+
+#: Objects looked at, at most, when following what a run's target reaches.
+MAX_REACHABLE = 10_000
+
+
+def reachable_functions(roots) -> list[types.FunctionType]:
+    """The Python functions reachable from ``roots`` (a run's target, the arguments it is given):
+    through functions' closures, defaults and ``__wrapped__``, bound methods, ``functools.partial``,
+    the members of classes, and the lists, tuples, sets and dicts those hold. This finds closures
+    made before the run that no module global refers to (a factory's product handed to
+    ``explore``, a callback kept in a list, a parametrized test's argument)."""
+    found, seen, pending = [], set(), list(roots)
+    while pending and len(seen) < MAX_REACHABLE:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, types.FunctionType):
+            found.append(value)
+            pending.extend(cell.cell_contents for cell in value.__closure__ or () if _filled(cell))
+            pending.extend(value.__defaults__ or ())
+            pending.extend((value.__kwdefaults__ or {}).values())
+            wrapped = getattr(value, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+        elif isinstance(value, types.MethodType):
+            pending.append(value.__func__)
+        elif isinstance(value, functools.partial):
+            pending.extend((value.func, *value.args, *value.keywords.values()))
+        elif isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, property):
+            pending.extend(f for f in (value.fget, value.fset, value.fdel) if f is not None)
+        elif isinstance(value, type) and is_user_file(getattr(sys.modules.get(value.__module__), "__file__", "") or ""):
+            pending.extend(vars(value).values())
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            pending.extend(value)
+    return found
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a cell not assigned yet
+        return False
+    return True
 
 
 def current_value(owner, name: str):

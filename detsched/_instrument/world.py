@@ -31,9 +31,11 @@ from detsched.schedule import Points
 class World:
     """``with World(sched, points):`` runs a run's code under control; see the module docstring."""
 
-    def __init__(self, sched: Scheduler, points: Points = Points()):
+    def __init__(self, sched: Scheduler, points: Points = Points(), roots: tuple = ()):
         self.sched = sched
         self.points = points
+        #: What the run's target is and is given: closures they reach get store points too.
+        self.roots = roots
         #: ThreadPoolExecutor-N names restart in every run, as thread names do.
         self.pool_numbers = itertools.count()
         #: Futures of this run's pools that a task's exception went into (``futures.unread_failure``).
@@ -70,7 +72,8 @@ class World:
 
     def _swap_user_modules(self) -> None:
         twins = Twins()
-        for scan in SCANS.current():
+        scans = SCANS.current()
+        for scan in scans:
             if self.points.writes:
                 rewritten = scan.rewritten()
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
@@ -84,6 +87,16 @@ class World:
                 bound = REAL_TWINS.get(id(real))
                 replacement = bound[1] if bound is not None and bound[0] is real else twins.twin(real, label)
                 self._set(owner, name, replacement)
+        if self.points.writes:
+            self._rewrite_reachable()
+
+    def _rewrite_reachable(self) -> None:
+        """Store points in the closures the target reaches that no module refers to (a factory's
+        product handed to ``explore``, a callback kept in a list the target closes over)."""
+        for function, code in SCANS.rewritten_reachable(self.roots):
+            if function.__code__ is not code:  # not swapped already as a module's function
+                function.__globals__.update(rewrite.HELPERS)
+                self._set(function, "__code__", code)
 
     def _control_asyncio(self) -> None:
         # Imported here, not at the top: thread-only users need not pay for importing asyncio at start-up.
