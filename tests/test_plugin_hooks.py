@@ -95,3 +95,30 @@ def test_a_reporter_plugin_writes_the_failure_text(registered):
 def test_without_reporters_the_text_is_the_failures_own():
     failure = detsched.explore(lambda: 1 / 0, runs=1).failure
     assert plugins.format_failure(failure) == str(failure)
+
+
+class Incomplete:
+    """A strategy without ``calibrate`` or ``next_data``."""
+
+    name = "incomplete"
+
+    def __init__(self, *, seed, depth):
+        pass
+
+    def new_execution(self, run_index):
+        pass
+
+    def next_task(self, runnable, current, *, yielding, at=(0, 0)):
+        return runnable[0]
+
+
+def test_a_plugins_strategy_that_lacks_part_of_the_protocol_is_refused_by_name(registered):
+    class IncompletePlugin:
+        @plugins.hookimpl
+        def detsched_strategies(self):
+            return {"incomplete": Incomplete}
+
+    registered(IncompletePlugin())
+    with pytest.raises(detsched.DetschedUsageError,
+                       match=r"strategy 'incomplete' \(Incomplete\) lacks calibrate\(\), next_data\(\)"):
+        detsched.explore(two_threads, strategy="incomplete")

@@ -471,8 +471,7 @@ def test_system_exit_in_a_worker_ends_only_that_thread_as_in_the_stdlib():
     assert detsched.explore(main, runs=20).failure is None
 
 
-def test_a_thread_looping_without_scheduling_points_is_stopped_after_its_report(monkeypatch):
-    monkeypatch.setattr(settings, "BLOCKED_AFTER", 0.3)
+def test_a_thread_looping_without_scheduling_points_is_stopped_after_its_report():
     before = threading.active_count()
 
     def main():
@@ -484,8 +483,9 @@ def test_a_thread_looping_without_scheduling_points_is_stopped_after_its_report(
         worker.start()
         worker.join()
 
-    failure = detsched.explore(main, runs=1).failure
-    assert failure.kind == "blocked" and "T1 'spinner'" in failure.message
+    failure = detsched.explore(main, runs=1, blocked_after=0.3).failure
+    assert failure.kind == "blocked"
+    assert "T1 'spinner' ran for 0.3s without reaching a scheduling point" in failure.message
     assert threading.active_count() == before  # no thread keeps a CPU busy after the report
 
 

@@ -41,6 +41,7 @@ def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
     missing = [method for method in ("calibrate", "new_execution", "next_task", "next_data")
                if not callable(getattr(strategy, method, None))]
     if missing:
-        raise DetschedUsageError(f"strategy {name!r} ({type(strategy).__qualname__}) lacks {', '.join(missing)}(); "
+        lacks = ", ".join(f"{method}()" for method in missing)
+        raise DetschedUsageError(f"strategy {name!r} ({type(strategy).__qualname__}) lacks {lacks}; "
                                  "see detsched.strategies.Strategy for the methods a strategy implements")
     return strategy
