@@ -9,6 +9,11 @@ import pytest
 import detsched
 from detsched._instrument import rewrite as rewrite
 from detsched._instrument.rewrite import code_objects, rewrite_module
+from detsched._explore.explorer import run_once
+from detsched._explore.targets import resolve
+from detsched.schedule import Points
+from detsched.settings import Limits
+from detsched.strategies import PositionReplay
 
 COUNTER = 0
 
@@ -71,7 +76,7 @@ def test_functions_get_their_code_back_after_the_run():
 
 
 def run_rewritten(source, name, *args):
-    namespace = dict(rewrite.HELPERS)
+    namespace = rewrite.helpers(Points())
     exec(rewrite_module(source, "<rewritten>"), namespace)
     return namespace[name](*args)
 
@@ -280,7 +285,7 @@ def test_two_functions_on_one_line_are_left_alone():
 def store_points(source: str) -> list[str]:
     """The store points ``source``'s rewritten code announces, in order, when its ``main()`` runs."""
     announced = []
-    namespace = dict(rewrite.HELPERS, **{rewrite.POINT: announced.append})
+    namespace = dict(rewrite.helpers(Points()), **{rewrite.POINT: announced.append, rewrite.CALL: lambda d: None})
     exec(rewrite_module(source, "<rewritten>"), namespace)
     namespace["main"]()
     return announced
@@ -405,3 +410,43 @@ def test_closures_get_their_code_back_after_the_run(make_module):
     before = worker.__code__
     detsched.explore(test, runs=3)
     assert worker.__code__ is before
+
+
+CALLS = '''
+import sys
+import threading
+
+SEEN_PROFILERS = []
+
+
+class Ledger:
+    def post(self):
+        """Entries go through here."""
+        SEEN_PROFILERS.append(sys.getprofile())
+
+
+def entries():
+    yield 1
+
+
+def main():
+    ledger = Ledger()
+    apply = lambda: ledger.post()
+
+    def work():  # a thread's target is entered by detsched itself: no point there
+        apply()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    list(entries())
+    worker.join()
+'''
+
+
+def test_call_points_come_from_the_rewritten_code_on_every_version(make_module):
+    module = make_module("call_points", CALLS)
+    result = run_once(resolve(module.main), PositionReplay(()), 0, Limits(), tracing=True)
+    calls = [row.op for row in result.trace if row.op.startswith("call ")]
+    # A lambda and a method are entered (named as co_qualname names them); a generator is not.
+    assert calls == ["call main.<locals>.<lambda>()", "call Ledger.post()"]
+    assert module.SEEN_PROFILERS == [None]  # no profile hook: one mechanism on every version

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
-import sys
 import weakref
 from detsched._core import frames
 from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, current
@@ -50,7 +49,6 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         self._policy = policy
         self._sched = policy.sched
         self._runner: LogicalThread | None = None  # the controlled thread running the loop
-        self._call_points = None  # detsched's call-point profile hook, while run_forever holds it off
         self._looked: dict[asyncio.Task, int] = {}  # polling task -> other threads' progress when it last ran
         self._tasks: list[asyncio.Task] = []  # every task made here, in creation order
         self._agens: list[weakref.ref] = []  # async generators iterated here, in first-iteration order
@@ -87,19 +85,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         if me is None or me.sched is not self._sched:
             raise DetschedUsageError("an event loop made during a detsched run can run only inside that run")
         self._runner = me
-        # Before Python 3.12, scheduling points at user function entry come from a per-thread
-        # profile hook, which would see every call the loop itself makes: it is on only while a
-        # callback runs (where 3.12's sys.monitoring finds the same user calls), so that runs and
-        # schedules are the same on every version.
-        hook = self._policy.call_hook
-        self._call_points = hook if hook is not None and sys.getprofile() is hook else None
-        if self._call_points is not None:
-            sys.setprofile(None)
-        try:
-            super().run_forever()
-        finally:
-            if self._call_points is not None:
-                sys.setprofile(self._call_points)
+        super().run_forever()
 
     def run_until_complete(self, future):
         first = not self._main_checked
@@ -155,14 +141,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             self._livelock(handle)
         if _resumes_after_yield(handle):
             self._looked[_task_of(handle)] = self._others_progress()
-        if self._call_points is None:
-            handle._run()
-            return
-        sys.setprofile(self._call_points)
-        try:
-            handle._run()
-        finally:
-            sys.setprofile(None)
+        handle._run()
 
     def _release_due_timers(self) -> None:
         now = self.time()

@@ -46,11 +46,8 @@ class ControlledPolicy(asyncio.AbstractEventLoopPolicy):
     """The event loop policy during a run: controlled threads get controlled loops; every other
     thread is served by the policy that was installed before the run."""
 
-    def __init__(self, sched: Scheduler, call_hook=None):
+    def __init__(self, sched: Scheduler):
         self.sched, self.stock = sched, asyncio.get_event_loop_policy()
-        #: detsched's per-thread profile hook that makes user function entry a scheduling point
-        #: (Python before 3.12, with call points on); loops turn it off while they step themselves.
-        self.call_hook = call_hook
         self.loops: dict[LogicalThread, asyncio.AbstractEventLoop | None] = {}  # set_event_loop per thread
         self.task_numbers = itertools.count(1)  # Task-N names restart in every run, so reports match
         self.unawaited: list[str] = []  # coroutines dropped without being awaited, as report lines

@@ -14,8 +14,7 @@ _tls = _thread._local()
 
 #: ``current()``: the logical thread running the caller, or None when the caller is not under
 #: control. Every primitive operation asks first, so it is a C-level callable: half the cost of a
-#: function, and invisible to profile hooks (before Python 3.12 the hook that makes user function
-#: calls scheduling points runs for every Python function call and return).
+#: function, and invisible to a user's profile hook (which runs for every Python function call).
 current: Callable[[], LogicalThread | None] = partial(getattr, _tls, "logical", None)
 
 

@@ -93,8 +93,7 @@ class Scheduler:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
                 self.execution.row(TraceStep(self.execution.steps + 1, me.tid, me.name, op.describe(), op.where))
-        # A profile hook (detsched's own call instrumentation before Python 3.12, or a user's
-        # profiler) has nothing to see in here and would cost more than the decision itself.
+        # A user's profiler has nothing to see in here and would cost more than the decision itself.
         profiler = _getprofile()
         if profiler is not None:
             _setprofile(None)
@@ -291,8 +290,6 @@ class Scheduler:
                 raise RunAborted
             lt.op = None
             _install_trace_hooks()
-            if self.world is not None:
-                self.world.thread_setup()
             body()
         except RunAborted:
             pass

@@ -28,6 +28,7 @@ from detsched._core.ops import Op, current
 POINT = "@ds_point"
 ITERATE = "@ds_iterate"
 SPIN = "@ds_spin"
+CALL = "@ds_call"
 _TEMP = "@ds_value"
 
 
@@ -35,6 +36,15 @@ def store_point(description: str) -> None:
     """The scheduling point rewritten code runs before a store (a no-op outside a run)."""
     me = current()
     if me is not None and may_switch_in(sys._getframe(1)):
+        me.sched.wait(me, Op(description))
+
+
+def call_point(description: str) -> None:
+    """The scheduling point at the entry of a rewritten function, where CPython's GIL switches
+    threads (a no-op outside a run). Not taken when detsched itself or a library called the function
+    (``may_switch_in`` of the caller), so primitives stay atomic."""
+    me = current()
+    if me is not None and may_switch_in(sys._getframe(2)):
         me.sched.wait(me, Op(description))
 
 
@@ -248,15 +258,84 @@ def _stepwise(me, iterator, description: str):
             me.sched.wait(me, Op(description))
 
 
+class _CallPoints(ast.NodeTransformer):
+    """A call point at the entry of every function and lambda, named by its qualified name as
+    ``co_qualname`` has it (``Bank.balance``, ``main.<locals>.worker``). Generators, coroutines and
+    comprehensions get none: their entry differs between Python versions and from a call's."""
+
+    def __init__(self):
+        self.scopes: list[str] = []
+
+    def _named(self, name: str) -> str:
+        return f"call {'.'.join([*self.scopes, name])}()"
+
+    def _enter(self, name: str, node, *, scope: list[str]):
+        self.scopes.extend(scope)
+        self.generic_visit(node)
+        del self.scopes[len(self.scopes) - len(scope):]
+
+    def visit_ClassDef(self, node):
+        self._enter(node.name, node, scope=[node.name])
+        return node
+
+    def visit_FunctionDef(self, node):
+        description = self._named(node.name)
+        self._enter(node.name, node, scope=[node.name, "<locals>"])
+        if not _is_generator(node):
+            point = ast.copy_location(ast.Expr(_call(CALL, description)), node)  # reported at the def line
+            docstring = (isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+                         and isinstance(node.body[0].value.value, str))
+            node.body.insert(1 if docstring else 0, point)
+        return node
+
+    def visit_AsyncFunctionDef(self, node):
+        self._enter(node.name, node, scope=[node.name, "<locals>"])
+        return node
+
+    def visit_Lambda(self, node):
+        description = self._named("<lambda>")
+        self._enter("<lambda>", node, scope=["<lambda>", "<locals>"])
+        # ``lambda: body`` becomes ``lambda: (@ds_call(...), body)[1]``: the same value, a point first.
+        pair = ast.Tuple([_call(CALL, description), node.body], ast.Load())
+        node.body = ast.copy_location(ast.Subscript(pair, ast.Constant(1), ast.Load()), node.body)
+        return node
+
+    def _comprehension(self, node):
+        name = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
+                ast.GeneratorExp: "<genexpr>"}[type(node)]
+        self._enter(name, node, scope=[name, "<locals>"])
+        return node
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+
+def _call(helper: str, description: str) -> ast.Call:
+    return ast.Call(ast.Name(helper, ast.Load()), [ast.Constant(description)], [])
+
+
+def _is_generator(function: ast.FunctionDef) -> bool:
+    """Whether ``function`` itself (not a function nested in it) yields."""
+    pending = list(function.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            pending.extend(ast.iter_child_nodes(node))
+    return False
+
+
 def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:
-    """Compile ``source`` with store points in every function. A module pytest loaded with its
-    assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
+    """Compile ``source`` with store points and call points in every function. A module pytest
+    loaded with its assertion rewriting gets that rewriting too, so failed asserts keep their
+    explanations."""
     tree = ast.parse(source, filename)
     if type(loader).__module__ == "_pytest.assertion.rewrite":
         from _pytest.assertion.rewrite import rewrite_asserts
 
         rewrite_asserts(tree, source.encode(), filename, getattr(loader, "config", None))
     tree = _StoreRewriter().visit(tree)
+    tree = _CallPoints().visit(tree)
     ast.fix_missing_locations(tree)
     for node in ast.walk(tree):  # nodes pytest made can end before they start once ours are added
         if getattr(node, "end_lineno", None) is not None and node.end_lineno < node.lineno:
@@ -284,6 +363,14 @@ def code_objects(code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
     return found
 
 
-#: The names rewritten code calls, to be put in the globals of every rewritten module.
-HELPERS = {POINT: store_point, ITERATE: iterate_with_points, SPIN: spin_point}
+def _no_point(description: str) -> None:
+    """A point that a run's options turned off."""
+
+
+def helpers(points) -> dict[str, object]:
+    """The names rewritten code calls, to be put in the globals of every rewritten module for a run
+    with ``points`` (``schedule.Points``): the points it turned off do nothing."""
+    writes = points.writes
+    return {POINT: store_point if writes else _no_point, ITERATE: iterate_with_points if writes else iter,
+            SPIN: spin_point if writes else _no_point, CALL: call_point if points.calls else _no_point}
 

@@ -21,7 +21,7 @@ import itertools
 import threading
 
 from detsched._core.scheduler import Scheduler
-from detsched._instrument import calls, rewrite
+from detsched._instrument import rewrite
 from detsched._instrument.patches import MISSING, MODULE_PATCHES, REAL_TWINS
 from detsched._instrument.scan import SCANS, Twins, current_value
 from detsched._primitives import sync, threads
@@ -53,8 +53,6 @@ class World:
             with sync.making_twins():
                 self._swap_user_modules()
             self._control_asyncio()
-            if self.points.calls:
-                calls.activate()
         except BaseException:
             self._restore()
             raise
@@ -62,22 +60,17 @@ class World:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        calls.deactivate()
         self._restore()
-
-    def thread_setup(self) -> None:
-        """What runs first in every controlled thread of this run."""
-        if self.points.calls:
-            calls.enter_thread()
 
     def _swap_user_modules(self) -> None:
         twins = Twins()
-        scans = SCANS.current()
-        for scan in scans:
-            if self.points.writes:
+        rewriting = self.points.calls or self.points.writes
+        helpers = rewrite.helpers(self.points)
+        for scan in SCANS.current():
+            if rewriting:
                 rewritten = scan.rewritten()
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
-                    scan.module.__dict__.update(rewrite.HELPERS)
+                    scan.module.__dict__.update(helpers)
                 for function, code in rewritten:
                     self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:
@@ -87,22 +80,22 @@ class World:
                 bound = REAL_TWINS.get(id(real))
                 replacement = bound[1] if bound is not None and bound[0] is real else twins.twin(real, label)
                 self._set(owner, name, replacement)
-        if self.points.writes:
-            self._rewrite_reachable()
+        if rewriting:
+            self._rewrite_reachable(helpers)
 
-    def _rewrite_reachable(self) -> None:
-        """Store points in the closures the target reaches that no module refers to (a factory's
+    def _rewrite_reachable(self, helpers: dict) -> None:
+        """Points in the closures the target reaches that no module refers to (a factory's
         product handed to ``explore``, a callback kept in a list the target closes over)."""
         for function, code in SCANS.rewritten_reachable(self.roots):
             if function.__code__ is not code:  # not swapped already as a module's function
-                function.__globals__.update(rewrite.HELPERS)
+                function.__globals__.update(helpers)
                 self._set(function, "__code__", code)
 
     def _control_asyncio(self) -> None:
         # Imported here, not at the top: thread-only users need not pay for importing asyncio at start-up.
         from detsched._aio import patches, policy
 
-        self.aio_policy = policy.ControlledPolicy(self.sched, calls.PROFILE_HOOK if self.points.calls else None)
+        self.aio_policy = policy.ControlledPolicy(self.sched)
         for owner, name, value in patches.for_run(self.aio_policy):
             self._set(owner, name, value)
 
