@@ -32,8 +32,8 @@ from detsched.errors import ScheduleError, a_type
 FORMAT_VERSION = 2
 #: What changed at each version, for the message that refuses an older string.
 CHANGES = {
-    2: "a store in a nested function is one scheduling point, where it was one per level of nesting, "
-       "and closures that only the target reaches get store points",
+    2: "a store in a nested function is one scheduling point, where it was one per level of nesting; "
+       "closures that only the target reaches get store points; call points come from the rewritten code",
 }
 _PREFIX = f"ds{FORMAT_VERSION}:"
 #: The characters of unpadded URL-safe base64, all a schedule string's body may contain.
