@@ -32,8 +32,7 @@ class Decision(NamedTuple):
 class Execution:
     """What one run did so far. Only the scheduler and the event loop of this run write it."""
 
-    def __init__(self, *, tracing: bool = False, verify: dict[int, int] | None = None):
-        self.tracing = tracing
+    def __init__(self, *, verify: dict[int, int] | None = None):
         # Invariant: steps >= number of thread decisions (every decision among threads is a step).
         self.steps = 0
         self.decisions: list[Decision] = []
@@ -43,7 +42,7 @@ class Execution:
         # where it changed.
         self.path = 0
         self.verify = verify or {}
-        self.trace: list[TraceStep] = []  # Invariant: empty unless tracing
+        self.trace: list[TraceStep] = []  # Invariant: empty unless the scheduler traces the run
         self._note = ""  # the note of a step whose row its caller writes (Op.row_by_caller)
 
     def path_matches(self) -> bool:

@@ -51,7 +51,7 @@ class Scheduler:
         self.let_go = let_go  # threads blocked when the target has returned go on outside control
         self.limits = limits
         self.tracing = tracing
-        self.execution = Execution(tracing=tracing, verify=verify)
+        self.execution = Execution(verify=verify)
         self.clock = VirtualClock()
         #: The controlled world of this run (``detsched._instrument.world.World``): the per-run state
         #: of the primitives and the event loop. Set by the world when it is installed.

@@ -1,5 +1,6 @@
-"""Instrumentation by rewriting user functions: a scheduling point before every store to an
-attribute, an item or a global, and at the back-edges of loops over shared state.
+"""Instrumentation by rewriting user functions: a scheduling point at the entry of every function
+and lambda, before every store to an attribute, an item or a global, and at the back-edges of loops
+over shared state.
 
 Free-threaded CPython can switch threads anywhere, and even with the GIL a read-modify-write such as
 ``x = self.balance`` ... ``self.balance = x - amount`` loses updates when a thread switch falls in
@@ -60,10 +61,13 @@ def _shared(target: ast.expr, shared_names: set[str]) -> bool:
     return False
 
 
+def _call(helper: str, description: str) -> ast.Call:
+    """``helper("description")``: the call rewritten code makes to take a point."""
+    return ast.Call(ast.Name(helper, ast.Load()), [ast.Constant(description)], [])
+
+
 def _point(node: ast.stmt, target: ast.expr) -> ast.stmt:
-    text = ast.unparse(target)
-    call = ast.Expr(ast.Call(ast.Name(POINT, ast.Load()), [ast.Constant(f"store {text[:60]}")], []))
-    return ast.copy_location(call, node)
+    return ast.copy_location(ast.Expr(_call(POINT, f"store {ast.unparse(target)[:60]}")), node)
 
 
 class _StoreRewriter(ast.NodeTransformer):
@@ -191,7 +195,7 @@ class _IterationWrapper(ast.NodeTransformer):
         if any(self._reads_shared(n) for n in ast.walk(node.test)
                if not (isinstance(n, ast.Name) and n.id in _BUILTINS)):
             text = ast.unparse(node.test)[:60]
-            poll = ast.Expr(ast.Call(ast.Name(SPIN, ast.Load()), [ast.Constant(f"poll {text}")], []))
+            poll = ast.Expr(_call(SPIN, f"poll {text}"))
             node.body.insert(0, ast.copy_location(poll, node))
         return node
 
@@ -269,18 +273,18 @@ class _CallPoints(ast.NodeTransformer):
     def _named(self, name: str) -> str:
         return f"call {'.'.join([*self.scopes, name])}()"
 
-    def _enter(self, name: str, node, *, scope: list[str]):
+    def _enter(self, node, scope: list[str]):
         self.scopes.extend(scope)
         self.generic_visit(node)
         del self.scopes[len(self.scopes) - len(scope):]
 
     def visit_ClassDef(self, node):
-        self._enter(node.name, node, scope=[node.name])
+        self._enter(node, [node.name])
         return node
 
     def visit_FunctionDef(self, node):
         description = self._named(node.name)
-        self._enter(node.name, node, scope=[node.name, "<locals>"])
+        self._enter(node, [node.name, "<locals>"])
         if not _is_generator(node):
             point = ast.copy_location(ast.Expr(_call(CALL, description)), node)  # reported at the def line
             docstring = (isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
@@ -289,12 +293,12 @@ class _CallPoints(ast.NodeTransformer):
         return node
 
     def visit_AsyncFunctionDef(self, node):
-        self._enter(node.name, node, scope=[node.name, "<locals>"])
+        self._enter(node, [node.name, "<locals>"])
         return node
 
     def visit_Lambda(self, node):
         description = self._named("<lambda>")
-        self._enter("<lambda>", node, scope=["<lambda>", "<locals>"])
+        self._enter(node, ["<lambda>", "<locals>"])
         # ``lambda: body`` becomes ``lambda: (@ds_call(...), body)[1]``: the same value, a point first.
         pair = ast.Tuple([_call(CALL, description), node.body], ast.Load())
         node.body = ast.copy_location(ast.Subscript(pair, ast.Constant(1), ast.Load()), node.body)
@@ -303,14 +307,10 @@ class _CallPoints(ast.NodeTransformer):
     def _comprehension(self, node):
         name = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
                 ast.GeneratorExp: "<genexpr>"}[type(node)]
-        self._enter(name, node, scope=[name, "<locals>"])
+        self._enter(node, [name, "<locals>"])
         return node
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
-
-
-def _call(helper: str, description: str) -> ast.Call:
-    return ast.Call(ast.Name(helper, ast.Load()), [ast.Constant(description)], [])
 
 
 def _is_generator(function: ast.FunctionDef) -> bool:

@@ -124,21 +124,16 @@ class _ModuleScan:
                     self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
 
     def rewritten(self) -> list[tuple[types.FunctionType, types.CodeType]]:
-        """(function, code with store points) for every function defined in the module that the
-        module reaches (made once)."""
+        """(function, code with scheduling points) for every function defined in the module that
+        the module reaches (made once; ``reachable_functions`` lists each function once)."""
         if self._rewritten is None:
-            path = self.module.__file__
-            pairs, seen = [], set()
-            for function in _functions_of(self.module, path):
-                code = self.rewritten_code(function.__code__)
-                if id(function) not in seen and code is not None:
-                    seen.add(id(function))
-                    pairs.append((function, code))
-            self._rewritten = pairs
+            pairs = [(function, self.rewritten_code(function.__code__))
+                     for function in _functions_of(self.module, self.module.__file__)]
+            self._rewritten = [(function, code) for function, code in pairs if code is not None]
         return self._rewritten
 
     def rewritten_code(self, code: types.CodeType) -> types.CodeType | None:
-        """The code with store points of the function whose code is ``code`` (one of this module's),
+        """The code with scheduling points of the function whose code is ``code`` (one of this module's),
         if it can be told apart from every other function of the module."""
         if self._compiled is None:
             self._compiled = _compile_rewritten(self.module)
@@ -154,7 +149,7 @@ class _ModuleScan:
 
 
 def _compile_rewritten(module) -> dict[tuple[str, int], types.CodeType]:
-    """Every function code object of the module's source, compiled with store points."""
+    """Every function code object of the module's source, compiled with scheduling points."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return {}
@@ -212,7 +207,7 @@ class ModuleScans:
         return list(scans.values())
 
     def rewritten_reachable(self, roots) -> list[tuple[types.FunctionType, types.CodeType]]:
-        """(function, code with store points) for the user functions ``roots`` reach (see
+        """(function, code with scheduling points) for the user functions ``roots`` reach (see
         ``reachable_functions``), whichever module defined them; call after ``current()``."""
         by_file = {getattr(scan.module, "__file__", None): scan for scan in self._scans.values()}
         pairs = []
