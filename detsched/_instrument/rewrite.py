@@ -19,6 +19,7 @@ names start with ``@ds_``, which no user name can collide with.
 from __future__ import annotations
 
 import ast
+import collections
 import builtins
 import sys
 import types
@@ -325,15 +326,17 @@ def _is_generator(function: ast.FunctionDef) -> bool:
     return False
 
 
-def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:
-    """Compile ``source`` with store points and call points in every function. A module pytest
-    loaded with its assertion rewriting gets that rewriting too, so failed asserts keep their
-    explanations."""
+def rewrite_module(source: str, filename: str, loader=None, points: bool = True) -> types.CodeType:
+    """Compile ``source`` with store points and call points in every function (without them when
+    ``points`` is false: the module as its loader compiled it). A module pytest loaded with its
+    assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
     tree = ast.parse(source, filename)
     if type(loader).__module__ == "_pytest.assertion.rewrite":
         from _pytest.assertion.rewrite import rewrite_asserts
 
         rewrite_asserts(tree, source.encode(), filename, getattr(loader, "config", None))
+    if not points:
+        return compile(tree, filename, "exec", dont_inherit=True)
     tree = _StoreRewriter().visit(tree)
     tree = _CallPoints().visit(tree)
     ast.fix_missing_locations(tree)
@@ -343,23 +346,19 @@ def rewrite_module(source: str, filename: str, loader=None) -> types.CodeType:
     return compile(tree, filename, "exec", dont_inherit=True)
 
 
-def code_objects(code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
-    """Every function code object inside ``code``, keyed by (name, first line). A key two code
-    objects share (two lambdas on one line) is left out: the wrong one must never be swapped in."""
-    found: dict[tuple[str, int], types.CodeType] = {}
-    ambiguous = set()
-    stack = [code]
-    while stack:
-        current_code = stack.pop()
+def code_objects(code: types.CodeType) -> dict[tuple[str, int], list[types.CodeType]]:
+    """Every function code object inside ``code``, keyed by (name, first line), each key's code
+    objects in source order. Rewriting adds no function, so the n-th code object of a key in the
+    rewritten module is the n-th in the module as its loader compiled it: two lambdas on one line
+    are told apart by position."""
+    found: dict[tuple[str, int], list[types.CodeType]] = {}
+    pending = collections.deque([code])
+    while pending:
+        current_code = pending.popleft()
         for const in current_code.co_consts:
             if isinstance(const, types.CodeType):
-                key = (const.co_name, const.co_firstlineno)
-                if key in found:
-                    ambiguous.add(key)
-                found[key] = const
-                stack.append(const)
-    for key in ambiguous:
-        del found[key]
+                found.setdefault((const.co_name, const.co_firstlineno), []).append(const)
+                pending.append(const)
     return found
 
 

@@ -105,12 +105,15 @@ class _ModuleScan:
     """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
     module's namespace changes size."""
 
-    __slots__ = ("module", "size", "hits", "_compiled", "_rewritten")
+    __slots__ = ("module", "size", "hits", "_compiled", "_as_loaded", "_rewritten")
 
     def __init__(self, module):
         self.module = module
         self.size = len(module.__dict__)
-        self._compiled: dict[tuple[str, int], types.CodeType] | None = None  # (name, first line) -> rewritten code
+        # (name, first line) -> the module's function code objects with scheduling points, and as its
+        # loader compiled them (only made when a key has several: two lambdas on one line).
+        self._compiled: dict[tuple[str, int], list[types.CodeType]] | None = None
+        self._as_loaded: dict[tuple[str, int], list[types.CodeType]] | None = None
         self._rewritten: list[tuple[types.FunctionType, types.CodeType]] | None = None
         self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
         namespace, prefix = module.__dict__, module.__name__
@@ -133,12 +136,21 @@ class _ModuleScan:
         return self._rewritten
 
     def rewritten_code(self, code: types.CodeType) -> types.CodeType | None:
-        """The code with scheduling points of the function whose code is ``code`` (one of this module's),
-        if it can be told apart from every other function of the module."""
+        """The code with scheduling points of the function whose code is ``code`` (one of this
+        module's), or None when the module's source cannot be compiled to match it."""
         if self._compiled is None:
-            self._compiled = _compile_rewritten(self.module)
-        new_code = self._compiled.get((code.co_name, code.co_firstlineno))
-        return new_code if new_code is not None and new_code.co_freevars == code.co_freevars else None
+            self._compiled = _compile(self.module, points=True)
+        key = (code.co_name, code.co_firstlineno)
+        candidates = self._compiled.get(key, ())
+        if len(candidates) > 1:  # several functions begin on this line: find ``code``'s position
+            if self._as_loaded is None:
+                self._as_loaded = _compile(self.module, points=False)
+            loaded = self._as_loaded.get(key, ())
+            position = next((i for i, other in enumerate(loaded) if other == code), None)
+            candidates = (candidates[position],) if position is not None and len(loaded) == len(candidates) else ()
+        if len(candidates) != 1 or candidates[0].co_freevars != code.co_freevars:
+            return None
+        return candidates[0]
 
     def _collect(self, owner, name: str, value, label: str) -> None:
         if name.startswith("__") and name.endswith("__"):
@@ -148,8 +160,9 @@ class _ModuleScan:
             self.hits.append((owner, name, value, label))
 
 
-def _compile_rewritten(module) -> dict[tuple[str, int], types.CodeType]:
-    """Every function code object of the module's source, compiled with scheduling points."""
+def _compile(module, points: bool) -> dict[tuple[str, int], list[types.CodeType]]:
+    """Every function code object of the module's source (``rewrite.code_objects``), compiled with
+    scheduling points or, when ``points`` is false, as the module's loader compiled it."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return {}
@@ -157,7 +170,7 @@ def _compile_rewritten(module) -> dict[tuple[str, int], types.CodeType]:
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
         loader = getattr(getattr(module, "__spec__", None), "loader", None)
-        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader))
+        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return {}  # source gone or unreadable: the module runs as it is
 
