@@ -38,7 +38,6 @@ TIMER_SLACK = 1e-3
 #: A run that reaches max_steps is a livelock if some poll failed within this many last steps.
 RETRYING_WINDOW = 1000
 
-_getprofile, _setprofile = sys.getprofile, sys.setprofile
 
 
 class Scheduler:
@@ -93,10 +92,6 @@ class Scheduler:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
                 self.execution.row(TraceStep(self.execution.steps + 1, me.tid, me.name, op.describe(), op.where))
-        # A user's profiler has nothing to see in here and would cost more than the decision itself.
-        profiler = _getprofile()
-        if profiler is not None:
-            _setprofile(None)
         try:
             chosen = self._decide(me)
             if chosen is not me:
@@ -104,9 +99,6 @@ class Scheduler:
         except RunAborted:
             if not me.detached:  # the run ended while ``me`` waited here
                 raise
-        finally:
-            if profiler is not None:
-                _setprofile(profiler)
         me.op = None
         if me.detached:
             return self._go_on_outside(op)

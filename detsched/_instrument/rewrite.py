@@ -287,10 +287,13 @@ class _CallPoints(ast.NodeTransformer):
         description = self._named(node.name)
         self._enter(node, [node.name, "<locals>"])
         if not _is_generator(node):
-            point = ast.copy_location(ast.Expr(_call(CALL, description)), node)  # reported at the def line
             docstring = (isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
                          and isinstance(node.body[0].value.value, str))
-            node.body.insert(1 if docstring else 0, point)
+            at = 1 if docstring else 0
+            # On the line of the statement it precedes: a debugger or a line tracer sees no line
+            # event that the plain function has not.
+            point = ast.copy_location(ast.Expr(_call(CALL, description)), node.body[min(at, len(node.body) - 1)])
+            node.body.insert(at, point)
         return node
 
     def visit_AsyncFunctionDef(self, node):

@@ -1,0 +1,82 @@
+"""Debuggers and profilers keep working in controlled threads: a trace function (what pdb sets)
+sees the lines a controlled thread runs, ``threading.settrace`` reaches the threads a run starts,
+and cProfile enabled inside a run profiles it without disturbing it. (coverage.py has its own
+tests in ``test_plugin_coverage.py``.)"""
+
+import cProfile
+import pstats
+import sys
+import threading
+
+import detsched
+
+
+def add_twice(box):
+    box.append(1)
+    box.append(2)
+
+
+def lines_traced_in(function) -> list[int]:
+    """The lines of ``add_twice`` a trace function saw while ``function`` ran."""
+    seen = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code is add_twice.__code__ and event == "line":
+            seen.append(frame.f_lineno - add_twice.__code__.co_firstlineno)
+        return tracer
+
+    return seen, tracer
+
+
+def test_a_trace_function_set_inside_a_run_sees_the_lines_it_runs():
+    seen, tracer = lines_traced_in(add_twice)
+    runs = []
+
+    def target():
+        runs.append(1)
+        sys.settrace(tracer)
+        try:
+            add_twice([])
+        finally:
+            sys.settrace(None)
+
+    assert detsched.explore(target, runs=2).failure is None
+    assert seen == [1, 2] * len(runs)  # no line event the plain function has not
+    assert sys.gettrace() is None
+
+
+def test_threading_settrace_reaches_the_threads_a_run_starts():
+    seen, tracer = lines_traced_in(add_twice)
+
+    def target():
+        worker = threading.Thread(target=add_twice, args=([],))
+        worker.start()
+        worker.join()
+        runs.append(1)
+
+    runs = []
+    threading.settrace(tracer)
+    try:
+        assert detsched.explore(target, runs=1).failure is None
+    finally:
+        threading.settrace(None)
+    assert seen == [1, 2] * len(runs)
+
+
+def test_cprofile_enabled_inside_a_run_profiles_it():
+    profiles = []
+
+    def target():
+        profiler = cProfile.Profile()
+        profiler.enable()
+        worker = threading.Thread(target=add_twice, args=([],))
+        worker.start()
+        worker.join()
+        add_twice([])
+        profiler.disable()
+        profiles.append(profiler)
+
+    report = detsched.explore(target, runs=3)
+    assert report.failure is None, report.failure
+    called = {function for (_, _, function) in pstats.Stats(profiles[-1]).stats}
+    assert "add_twice" in called
