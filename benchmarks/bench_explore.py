@@ -1,9 +1,13 @@
-"""Benchmark: explorations per second, and where the time of one run goes.
+"""Benchmark: a run against the same program on plain threads, explorations per second, and where
+the time of one run goes.
 
-The test: the main thread starts two threads that each do 20 lock operations (10 ``with lock:``
-blocks around a shared counter), then joins them. It is explored with PCT and with the random
-walk; explorations per second count every run, including PCT's calibration run. Then one run's
-time is taken apart:
+The tests: the main thread starts two threads that each do 20 lock operations (10 ``with lock:``
+blocks around a shared counter), then joins them; and a bank of 4 accounts with a lock each, where
+4 threads make 5 transfers each, taking the two locks in account order. Each is run plainly (real
+threads, in this process) and explored with PCT, all scheduling points on; the ratio of the two
+times per run is printed against the target (3x on Python 3.12+, 4x before). Then the lock test is
+explored with PCT and with the random walk; explorations per second count every run, including
+PCT's calibration run. Then one run's time is taken apart:
 
 - world install/restore: entering and leaving a run's ``World`` alone, in this process;
 - run set-up: a run of a target that does nothing (scheduler, main logical thread, patching),
@@ -16,7 +20,8 @@ time is taken apart:
 Each line is measured with and without scheduling points at user function entry (``preempt_calls``,
 on by default), since that hook is on the hot path on Python < 3.12.
 
-Target: at least 1,000 explorations per second on one core.
+Targets: a run at most 3x (Python 3.12+) or 4x (3.10, 3.11) the same program on plain threads;
+at least 1,000 explorations per second on one core.
 
     python benchmarks/bench_explore.py [--runs N]
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import functools
 import os
 import sys
 import threading
@@ -45,6 +51,10 @@ from detsched._explore.targets import resolve  # noqa: E402
 TARGET_RUNS_PER_SECOND = 1000
 #: Lock operations per thread in the explored test (acquire and release each count).
 LOCK_OPERATIONS = 20
+#: How many times slower than plain threads a controlled run may be (Python 3.12+, and before).
+TARGET_PLAIN_RATIO = 3.0 if sys.version_info >= (3, 12) else 4.0
+#: The bank test: accounts (one lock each), threads, transfers per thread.
+ACCOUNTS, BANK_THREADS, TRANSFERS = 4, 4, 5
 
 
 def two_threads_with_locks() -> None:
@@ -59,6 +69,25 @@ def two_threads_with_locks() -> None:
     _start_and_join(work, work)
     if counter[0] != LOCK_OPERATIONS:
         raise AssertionError(f"counter is {counter[0]}, expected {LOCK_OPERATIONS}")
+
+
+def bank_transfers() -> None:
+    balances = [100] * ACCOUNTS
+    locks = [threading.Lock() for _ in range(ACCOUNTS)]
+
+    def teller(me: int):
+        for transfer in range(TRANSFERS):
+            source, target = me, (me + 1 + transfer) % ACCOUNTS
+            if source == target:
+                continue
+            first, second = sorted((source, target))
+            with locks[first], locks[second]:
+                balances[source] -= 1
+                balances[target] += 1
+
+    _start_and_join(*(functools.partial(teller, me) for me in range(BANK_THREADS)))
+    if sum(balances) != 100 * ACCOUNTS:
+        raise AssertionError(f"money went missing: {balances}")
 
 
 def two_idle_threads() -> None:
@@ -81,13 +110,13 @@ def _start_and_join(*bodies) -> None:
         thread.join()
 
 
-def explorations_per_second(strategy: str, runs: int, preempt_calls: bool, repeat: int) -> float:
+def explorations_per_second(strategy: str, runs: int, preempt_calls: bool, repeat: int,
+                            test=two_threads_with_locks) -> float:
     """Best rate of ``repeat`` explorations of ``runs`` runs each."""
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        report = detsched.explore(two_threads_with_locks, strategy=strategy, runs=runs, seed=1,
-                                  preempt_calls=preempt_calls)
+        report = detsched.explore(test, strategy=strategy, runs=runs, seed=1, preempt_calls=preempt_calls)
         best = min(best, time.perf_counter() - started)
         if report.failure is not None:
             raise SystemExit(f"the benchmark test failed under detsched: {report.failure.message}")
@@ -158,13 +187,26 @@ def breakdown(count: int, repeat: int, preempt_calls: bool) -> None:
           f"  {operations * per_operation / full:4.0%}  ({per_operation * 1e6:.1f} us each)")
 
 
+def against_plain_threads(runs: int, repeat: int) -> None:
+    print(f"against plain threads (PCT, all points on; target <= {TARGET_PLAIN_RATIO:g}x):")
+    for name, test in (("2 threads x 20 lock ops", two_threads_with_locks),
+                       (f"bank, {BANK_THREADS} threads x {TRANSFERS} transfers", bank_transfers)):
+        plain = best_mean(test, runs, repeat)
+        controlled = 1 / explorations_per_second("pct", runs, True, repeat, test)
+        ratio = controlled / plain
+        verdict = "met" if ratio <= TARGET_PLAIN_RATIO else "NOT met"
+        print(f"  {name:32s} plain {plain * 1e6:6.0f} us  controlled {controlled * 1e6:6.0f} us"
+              f"  {ratio:5.1f}x ({verdict})")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=500, help="runs per timed batch")
     parser.add_argument("--repeat", type=int, default=3, help="timed batches; the best one counts")
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; 2 threads x {LOCK_OPERATIONS} lock operations;"
-          f" best of {args.repeat} x {args.runs} runs")
+          f" best of {args.repeat} x {args.runs} runs\n")
+    against_plain_threads(args.runs, args.repeat)
     for preempt_calls in (True, False):
         print(f"\npreempt_calls={preempt_calls}")
         for strategy in ("pct", "random"):
