@@ -133,7 +133,9 @@ def may_switch_in(frame) -> bool:
     """
     seen_user = False
     while frame is not None:
-        kind = _kind(frame.f_code)
+        kind = _kinds.get(frame.f_code)
+        if kind is None:
+            kind = _kind(frame.f_code)
         if kind == _CALLER:
             return seen_user
         if kind == _LIBRARY:

@@ -184,38 +184,27 @@ class Scheduler:
                 or (op.deadline is not None and op.deadline <= self.clock.monotonic()))
 
     def _decide(self, me: LogicalThread) -> LogicalThread:
-        """Pick who performs the next step. ``me`` (the thread at this point) may have finished."""
+        """Pick who performs the next step. ``me`` (the thread at this point) may have finished.
+
+        This runs at every scheduling point, so the common case -- someone can run, not everyone
+        spins -- takes one pass over the live threads and no strategy call when one can run."""
         if me.op is not None and not self.can_run(me):
             cycle = detect.wait_cycle(me, self.can_run)
             if cycle is not None:
                 self.fail(cycle)
-        advanced = False
-        while True:
-            runnable = [t for t in self.live if self.can_run(t)]
-            # Time passes when every thread waits -- or only spins on polls, which burns time too:
-            # once, up to the next deadline, which may be what the spinners wait for.
-            if runnable and (advanced or not all(t.spinning for t in runnable)):
-                break
-            deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
-                         and t.op.deadline > self.clock.monotonic()]
-            if deadlines:
-                # Threads whose deadlines fall within TIMER_SLACK of the first wake up together, in
-                # an order the strategy picks: a real OS wakes sleepers that close in either order.
-                first = min(deadlines)
-                self.clock.advance_to(max(d for d in deadlines if d <= first + TIMER_SLACK))
-                advanced = True
-                continue
-            if runnable:
-                break
-            self._stuck()  # raises
-        yielding = me.spinning and me in runnable and len(runnable) > 1
+        can_run = self.can_run
+        runnable = [t for t in self.live if t.op is None or t.op.ready is None or can_run(t)]
+        if not runnable or _all_spinning(runnable):
+            runnable = self._let_time_pass(runnable)
+        yielding = me.spinning and len(runnable) > 1 and me in runnable
         if yielding:
             runnable.remove(me)
-        current = me.tid if me in runnable else None
         execution = self.execution
         if len(runnable) == 1:
             chosen = runnable[0]
+            current = me.tid if chosen is me else None
         else:
+            current = me.tid if me in runnable else None
             tids = [t.tid for t in runnable]
             self._verify_path()
             try:
@@ -233,6 +222,22 @@ class Scheduler:
                         and execution.steps - self.last_failed_poll < RETRYING_WINDOW)
             self.out_of_steps(me, retrying or any(t.spinning for t in self.live))
         return chosen
+
+    def _let_time_pass(self, runnable: list[LogicalThread]) -> list[LogicalThread]:
+        """Every thread waits -- or only spins on polls, which burns time too: virtual time passes,
+        once, up to the next deadline, which may be what the spinners wait for. Returns who can run
+        then; ends the run when nobody can and nobody waits on time."""
+        deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
+                     and t.op.deadline > self.clock.monotonic()]
+        if deadlines:
+            # Threads whose deadlines fall within TIMER_SLACK of the first wake up together, in
+            # an order the strategy picks: a real OS wakes sleepers that close in either order.
+            first = min(deadlines)
+            self.clock.advance_to(max(d for d in deadlines if d <= first + TIMER_SLACK))
+            runnable = [t for t in self.live if self.can_run(t)]
+        if not runnable:
+            self._stuck()  # raises
+        return runnable
 
     def out_of_steps(self, me: LogicalThread, spinning: bool, last: str = "", details: str = "") -> None:
         """Fail a run that reached ``max_steps`` (see ``detect.out_of_steps``)."""
@@ -375,6 +380,13 @@ class Scheduler:
     def result(self):
         """The frozen record of the run (once it has ended)."""
         return self.execution.freeze(self.failure, self.usage_error)
+
+
+def _all_spinning(threads: list[LogicalThread]) -> bool:
+    for t in threads:
+        if not t.spinning:
+            return False
+    return True
 
 
 def _install_trace_hooks() -> None:
