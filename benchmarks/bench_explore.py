@@ -18,7 +18,7 @@ PCT's calibration run. Then one run's time is taken apart:
 - per lock operation: (full run - run with two idle threads) / 40: the scheduling points.
 
 Each line is measured with and without scheduling points at user function entry (``preempt_calls``,
-on by default), since that hook is on the hot path on Python < 3.12.
+on by default).
 
 Targets: a run at most 3x (Python 3.12+) or 4x (3.10, 3.11) the same program on plain threads;
 at least 1,000 explorations per second on one core.

@@ -5,7 +5,7 @@ a lock the other holds, and releases the one the other waits for) and once with 
 turn flag. The same code runs in this process on real OS threads with real locks, and under
 detsched with the default policy (the running thread goes on until it blocks), so every hand-over
 is forced by blocking, as in the raw run. Under detsched it runs with and without scheduling points
-at user function entry ("calls on" is the default; before Python 3.12 it costs a profile hook).
+at user function entry ("calls on" is the default).
 Controlled switches are counted from a traced run of the same schedule; timed runs are not traced.
 
 Target: a controlled switch costs at most 3x a raw one.
