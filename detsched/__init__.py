@@ -12,6 +12,7 @@ schedule string::
 
 from detsched._core.ops import Op as _Op, current as _current
 from detsched._explore.explorer import explore as explore, replay as replay
+from detsched._instrument.accesses import benign as benign, unchecked as unchecked
 from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.errors import (
     DetschedError as DetschedError,
@@ -35,4 +36,5 @@ def yield_point() -> None:
 
 
 __all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-           "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "explore", "replay", "reproduce", "yield_point"]
+           "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay", "reproduce",
+           "unchecked", "yield_point"]

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-preempt-writes", dest="preempt_writes", action="store_false",
                      help="do not make stores to attributes, items and globals in user code "
                           "scheduling points (races then need a call or a lock in their window, as under the GIL)")
+    run.add_argument("--no-races", dest="races", action="store_false",
+                     help="do not check memory accesses for data races (unordered accesses of one "
+                          "location, one a write); by default every run is checked")
     run.add_argument("--save", metavar="FILE", help="write the failing schedule to FILE as JSON")
 
     for name, summary in (("replay", "reproduce a failure from its schedule"),
@@ -123,7 +126,7 @@ def _run(args) -> int:
     progress = _Progress(args.runs) if sys.stderr.isatty() else None
     report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
                      max_steps=args.max_steps, preempt_calls=args.preempt_calls,
-                     preempt_writes=args.preempt_writes, progress=progress)
+                     preempt_writes=args.preempt_writes, races=args.races, progress=progress)
     if progress is not None:
         progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",

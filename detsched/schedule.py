@@ -9,7 +9,8 @@ two-thread lost update is one or two deviations.
 String layout (``ds2:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
-    varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores)
+    varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores;
+            bit 2: memory accesses were checked for data races)
     varint  seed (zig-zag), run_index, decisions, len(deviations)
     varint  for each deviation: decision delta from the previous deviation, value, path check
     4 bytes path checksum of the whole run (big-endian)
@@ -54,10 +55,13 @@ def default_task(runnable, current):
 
 @dataclass(frozen=True)
 class Points:
-    """Which operations of user code, besides synchronisation, are scheduling points."""
+    """Which operations of user code, besides synchronisation, are scheduling points -- and whether
+    its memory accesses are checked for data races (which adds no point: the same schedule runs
+    the same way with races checked or not)."""
 
     calls: bool = True  # entering a user-defined function (where the GIL switches threads)
     writes: bool = True  # storing to an attribute, an item or a global (where free threading races)
+    races: bool = False  # reads and writes are checked by the race detector
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class Schedule:
         name = self.strategy.encode("ascii")
         _put_varint(out, len(name))
         out += name
-        _put_varint(out, (not self.points.calls) | (not self.points.writes) << 1)
+        _put_varint(out, (not self.points.calls) | (not self.points.writes) << 1 | self.points.races << 2)
         for number in (_zigzag(self.seed), self.run_index, self.decisions, len(self.deviations)):
             _put_varint(out, number)
         previous = 0
@@ -157,7 +161,7 @@ class Schedule:
         target = int.from_bytes(raw[-8:-4], "big")
         try:
             return cls(target, strategy, seed, run_index, decisions, tuple(deviations),
-                       Points(not flags & 1, not flags & 2), tuple(checks), path)
+                       Points(not flags & 1, not flags & 2, bool(flags & 4)), tuple(checks), path)
         except ScheduleError as exc:  # a checksum that matches, over decisions that do not fit
             raise ScheduleError(f"corrupt or truncated schedule: {exc}") from None
 

@@ -24,11 +24,11 @@ DEFAULT_STRATEGY = settings.STRATEGY
 DEFAULT_DEPTH = settings.DEPTH
 DEFAULT_MAX_STEPS = settings.MAX_STEPS
 #: Arguments ``@pytest.mark.detsched(...)`` accepts.
-MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps")
+MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races")
 MARKER_HELP = (f"detsched(runs={DEFAULT_RUNS}, strategy={DEFAULT_STRATEGY!r}, depth={DEFAULT_DEPTH}, seed=None, "
-               f"max_steps={DEFAULT_MAX_STEPS}): explore the "
+               f"max_steps={DEFAULT_MAX_STEPS}, races=True): explore the "
                "test's thread interleavings under detsched's controlled scheduler, re-running the body "
-               "once per run")
+               "once per run, and check its memory accesses for data races")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Settings:
     depth: int = DEFAULT_DEPTH
     seed: int | None = None  # None: derived from the test's node id
     max_steps: int = DEFAULT_MAX_STEPS
+    races: bool = True  # check memory accesses for data races
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Options:
     explore_all: bool
     save_dir: str | None
     shards: int
+    benign: tuple[str, ...] = ()  # ``module:Class.attribute`` patterns of intentional races
 
 
 def add_options(parser) -> None:
@@ -63,6 +65,12 @@ def add_options(parser) -> None:
          "and under pytest-xdist)")
     _add(parser, group, "max-steps", "N",
          f"scheduling steps one run may take before it is reported as a livelock (default {DEFAULT_MAX_STEPS})")
+    group.addoption("--detsched-no-races", action="store_true", default=None,
+                    help="do not check memory accesses for data races (ini: detsched_races = false)")
+    parser.addini("detsched_races", "check the memory accesses of explored tests for data races", type="bool",
+                  default=True)
+    parser.addini("detsched_benign", "intentional data races not to report, one 'module:Class.attribute' "
+                  "(or 'module:GLOBAL') pattern a line, * and ? as wildcards", type="linelist", default=[])
     group.addoption("--detsched-replay", metavar="'ds2:...'", default=None,
                     help="replay this schedule (printed under a failure) in the test it was recorded for, "
                          "instead of exploring")
@@ -90,14 +98,20 @@ def read_options(config) -> Options:
             strategy=_setting(config, "strategy", str, DEFAULT_STRATEGY),
             seed=_setting(config, "seed", settings.parse_integer, None),
             max_steps=_setting(config, "max_steps", settings.parse_positive, DEFAULT_MAX_STEPS),
+            races=not config.getoption("detsched_no_races") and bool(config.getini("detsched_races")),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
         explore_all = config.getoption("detsched_all")
         if explore_all is None:
             explore_all = config.getini("detsched_all")
+        benign = tuple(config.getini("detsched_benign"))
+        bad = [pattern for pattern in benign if ":" not in pattern]
+        if bad:
+            raise DetschedUsageError(f"ini option detsched_benign: {bad[0]!r} is not a 'module:Class.attribute' "
+                                     "or 'module:GLOBAL' pattern")
         return Options(defaults, replay, bool(explore_all), _setting(config, "save_dir", str, None),
-                       _setting(config, "shards", settings.parse_positive, 1))
+                       _setting(config, "shards", settings.parse_positive, 1), benign)
     except DetschedUsageError as exc:
         raise pytest.UsageError(f"detsched: {exc}") from None
 
@@ -136,6 +150,11 @@ def marker_settings(marker, defaults: Settings) -> Settings:
             continue
         if name == "seed" and value is None:
             changes[name] = None
+            continue
+        if name == "races":
+            if not isinstance(value, bool):
+                raise DetschedUsageError(f"@pytest.mark.detsched(races=...): expected True or False, got {value!r}")
+            changes[name] = value
             continue
         try:
             changes[name] = _PARSERS[name](value)

@@ -10,9 +10,10 @@ import unittest
 
 import pytest
 
+import detsched as detsched_api
 from detsched import plugins
 from detsched.errors import DetschedUsageError
-from detsched.integration import pace, plural
+from detsched.integration import forget_benign, pace, plural
 from detsched.reproduce import reproduced_schedule
 from detsched.schedule import Schedule, fingerprint
 
@@ -66,9 +67,12 @@ class DetschedSession:
         self.results: list[dict] = []  # statistics of every explored item, from its report
         self.strategies = _ConftestStrategies(config)
         plugins.register(self.strategies)
+        for pattern in options.benign:
+            detsched_api.benign(pattern)
 
     def pytest_unconfigure(self) -> None:
         plugins.unregister(self.strategies)
+        forget_benign(self.options.benign)
 
     # ----------------------------------------------------------------- collection
 

@@ -179,7 +179,8 @@ class ItemRunner:
             return
         try:
             report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
-                             depth=settings.depth, max_steps=settings.max_steps, first_run=self.plan.first_run,
+                             depth=settings.depth, max_steps=settings.max_steps, races=settings.races,
+                             first_run=self.plan.first_run,
                              blocked_after=self.blocked_after, progress=self._progress)
         except _NothingToExplore:
             self.stats.update(runs=1, mode="nothing")

@@ -15,11 +15,11 @@ PUBLIC_MODULES = ["detsched", "detsched.errors", "detsched.hypothesis", "detsche
 
 EXPECTED_ALL = {
     "detsched": {"DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-                 "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "explore", "replay", "reproduce",
-                 "yield_point"},
+                 "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay",
+                 "reproduce", "unchecked", "yield_point"},
     "detsched.strategies": {"BUILTIN", "PCT", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
-    "detsched.integration": {"Target", "format_failure", "is_project_file", "pace", "plural", "schedule_so_far",
+    "detsched.integration": {"Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural", "schedule_so_far",
                              "started_threads"},
 }
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "pytest_detsched"

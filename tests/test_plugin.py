@@ -677,7 +677,7 @@ class TestCounter(unittest.TestCase):
 
 def test_detsched_all_explores_unittest_cases_with_a_fresh_instance_per_run(pytester):
     pytester.makepyfile(test_cases=UNITTEST_CASES)
-    result = run(pytester, "--detsched-all", "--detsched-runs=50")
+    result = run(pytester, "--detsched-all", "--detsched-runs=50", "--detsched-no-races")  # the lost update itself
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines_random([
         "test_cases.py::TestCounter::test_locked: 50 runs in *",
@@ -721,6 +721,68 @@ def test_workers(work):
 def test_a_closure_passed_through_parametrize_gets_store_points(pytester):
     # Only the test's parametrized argument reaches the worker: no module global refers to it.
     pytester.makepyfile(test_param=PARAMETRIZED_CLOSURE)
-    result = run(pytester)
+    result = run(pytester, "--detsched-no-races")  # the lost update, not the race under it
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*AssertionError: counter is 1*"])
+
+
+RACY = """
+import threading
+
+import pytest
+
+
+class Stats:
+    processed = 0
+
+
+def bump_twice(stats):
+    def worker():
+        stats.processed += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.detsched(runs=20)
+def test_racy():
+    bump_twice(Stats())
+
+
+@pytest.mark.detsched(runs=20, races=False)
+def test_racy_unchecked():
+    bump_twice(Stats())
+"""
+
+
+def test_a_data_race_fails_a_marked_test_unless_races_are_off(pytester):
+    pytester.makepyfile(test_racy=RACY)
+    result = run(pytester)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*data-race: Stats.processed: * by T2 * races with * by T1 *",
+        "*no happens-before order*",
+        "Replay with: pytest 'test_racy.py::test_racy' --detsched-replay='ds2:*'",
+    ])
+
+
+def test_detsched_no_races_turns_the_check_off(pytester):
+    pytester.makepyfile(test_racy=RACY)
+    run(pytester, "--detsched-no-races").assert_outcomes(passed=2)
+
+
+def test_ini_benign_patterns_are_not_reported(pytester):
+    pytester.makepyfile(test_racy=RACY)
+    pytester.makeini("[pytest]\ndetsched_benign =\n    test_racy:Stats.processed\n")
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_a_benign_pattern_without_a_module_is_a_usage_error(pytester):
+    pytester.makepyfile(test_racy=RACY)
+    pytester.makeini("[pytest]\ndetsched_benign = Stats.processed\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*detsched_benign: 'Stats.processed' is not a 'module:Class.attribute'*"])

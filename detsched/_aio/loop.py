@@ -97,6 +97,15 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             self._check_after_main()
         return result
 
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """As the stock loop's; for the race detector, what the calling thread did before is
+        ordered before the callbacks the loop runs from then on."""
+        handle = super().call_soon_threadsafe(callback, *args, context=context)
+        me = current()
+        if me is not None and me.sched is self._sched:
+            me.sched.publish(me, self)
+        return handle
+
     def _write_to_self(self) -> None:
         """Nothing to wake: a loop waiting for callbacks waits at a scheduling point whose condition
         is a non-empty ready queue, which ``call_soon_threadsafe`` makes true."""
@@ -141,6 +150,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             self._livelock(handle)
         if _resumes_after_yield(handle):
             self._looked[_task_of(handle)] = self._others_progress()
+        sched.receive(self._runner, self)
         handle._run()
 
     def _release_due_timers(self) -> None:

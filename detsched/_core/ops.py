@@ -61,7 +61,8 @@ class LogicalThread:
     """One controlled thread: its id in schedules, its OS thread and what it waits for."""
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
-                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached")
+                 "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached",
+                 "unchecked")
 
     def __init__(self, sched, tid: int, name: str, thread, daemon: bool):
         # sched: the Scheduler of its run (ops.py is below the scheduler and does not import it)
@@ -83,6 +84,7 @@ class LogicalThread:
         # Left blocked when its run ended and let go on outside control, as a real run leaves such a
         # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
         self.detached = False
+        self.unchecked = 0  # inside this many ``detsched.unchecked()`` blocks: accesses are not checked
 
     def __repr__(self) -> str:
         return f"T{self.tid}"
@@ -116,6 +118,9 @@ class TraceStep:
     op: str
     where: str
     note: str = ""  # e.g. "timed out", "preempted T1"
+    #: The store the preempted thread was about to make, "store x.y @f.py:12", when this step
+    #: preempts one there: a switch only free-threaded CPython makes (no call between statements).
+    preempted_at_store: str = ""
 
 
 @dataclass(frozen=True)

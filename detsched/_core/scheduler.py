@@ -55,6 +55,9 @@ class Scheduler:
         #: The controlled world of this run (``detsched._instrument.world.World``): the per-run state
         #: of the primitives and the event loop. Set by the world when it is installed.
         self.world = None
+        #: The race detector of this run (``detsched._detect.races.RaceDetector``), or None when
+        #: accesses are not checked. Set by the world.
+        self.races = None
         self.threads: list[LogicalThread] = []  # index == tid
         self.live: list[LogicalThread] = []  # started, not finished, in tid order
         self.running: LogicalThread | None = None  # holds the baton
@@ -158,6 +161,16 @@ class Scheduler:
         me.spinning = spinning
         return False
 
+    def publish(self, me: LogicalThread, obj) -> None:
+        """``me`` releases ``obj`` (see ``RaceDetector.publish``): a no-op unless races are checked."""
+        if self.races is not None:
+            self.races.publish(me.tid, obj)
+
+    def receive(self, me: LogicalThread, obj) -> None:
+        """``me`` acquires ``obj`` (see ``RaceDetector.receive``)."""
+        if self.races is not None:
+            self.races.receive(me.tid, obj)
+
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
         key = f"{kind}({site})"
@@ -253,15 +266,17 @@ class Scheduler:
             self.execution.row(TraceStep(steps, chosen.tid, chosen.name, "resumes", op.where,
                                          f"preempts T{current}" if current is not None else ""))
             return
-        note = ""
+        note = at_store = ""
         if op.ready is not None and not op.ready():
             note = "timed out"
         elif current is not None and chosen.tid != current:
             note = f"preempts T{current}"
+            if me.op is not None and me.op.kind.startswith("store "):
+                at_store = f"{me.op.describe()} @{me.op.where}"
         if op.row_by_caller:
             self.execution.hold_note(note)
             return
-        self.execution.row(TraceStep(steps, chosen.tid, chosen.name, op.describe(), op.where, note))
+        self.execution.row(TraceStep(steps, chosen.tid, chosen.name, op.describe(), op.where, note, at_store))
 
     # ----------------------------------------------------------------- threads
 
@@ -269,6 +284,9 @@ class Scheduler:
         """Start a controlled OS thread that runs ``body`` once scheduled; returns once it exists."""
         lt = LogicalThread(self, len(self.threads), name, thread, daemon)
         self.threads.append(lt)
+        if self.races is not None:  # the new thread begins after what its starter did so far
+            parent = self.running.tid if self.running is not None else None
+            self.races.thread_started(parent, lt.tid, lt.label)
         lt.op = Op("begin")
         started = _allocate_lock()
         started.acquire()
@@ -314,6 +332,7 @@ class Scheduler:
                 outside.detached_exited(lt)
 
     def _exit(self, lt: LogicalThread) -> None:
+        self.publish(lt, lt)  # a join or a failed is_alive() comes after everything it did
         lt.finished = True
         lt.ops += 1
         lt.op = None

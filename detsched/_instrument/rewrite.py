@@ -26,6 +26,7 @@ import types
 
 from detsched._core.frames import may_switch_in
 from detsched._core.ops import Op, current
+from detsched._instrument import accesses
 
 POINT = "@ds_point"
 ITERATE = "@ds_iterate"
@@ -84,7 +85,7 @@ class _StoreRewriter(ast.NodeTransformer):
         node.body = self._statements(node.body)
         self.shared_names.pop()
         if isinstance(node, ast.FunctionDef):  # async loops interleave through the event loop instead
-            wrapper = _IterationWrapper(_local_names(node) - declared)
+            wrapper = _IterationWrapper(accesses.local_names(node) - declared)
             node.body = [wrapper.visit(stmt) for stmt in node.body]
         return node
 
@@ -211,27 +212,6 @@ class _IterationWrapper(ast.NodeTransformer):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _leave_alone
 
 
-def _local_names(function: ast.FunctionDef) -> set[str]:
-    """Parameters and names the function assigns (its locals), not looking into nested scopes."""
-    arguments = function.args
-    names = {a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs}
-    names |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None}
-    pending = list(function.body)
-    while pending:
-        node = pending.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-            continue
-        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            continue
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).partition(".")[0])
-        pending.extend(ast.iter_child_nodes(node))
-    return names
-
-
 def spin_point(description: str) -> None:
     """The point at the top of a ``while`` loop polling shared state: a spinning thread gives way."""
     me = current()
@@ -263,29 +243,21 @@ def _stepwise(me, iterator, description: str):
             me.sched.wait(me, Op(description))
 
 
-class _CallPoints(ast.NodeTransformer):
+class _CallPoints(accesses.ScopedTransformer):
     """A call point at the entry of every function and lambda, named by its qualified name as
     ``co_qualname`` has it (``Bank.balance``, ``main.<locals>.worker``). Generators, coroutines and
     comprehensions get none: their entry differs between Python versions and from a call's."""
 
-    def __init__(self):
-        self.scopes: list[str] = []
-
     def _named(self, name: str) -> str:
-        return f"call {'.'.join([*self.scopes, name])}()"
-
-    def _enter(self, node, scope: list[str]):
-        self.scopes.extend(scope)
-        self.generic_visit(node)
-        del self.scopes[len(self.scopes) - len(scope):]
+        return f"call {self.qualname(name)}()"
 
     def visit_ClassDef(self, node):
-        self._enter(node, [node.name])
+        self.enter(node, [node.name])
         return node
 
     def visit_FunctionDef(self, node):
         description = self._named(node.name)
-        self._enter(node, [node.name, "<locals>"])
+        self.enter(node, [node.name, "<locals>"])
         if not _is_generator(node):
             docstring = (isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
                          and isinstance(node.body[0].value.value, str))
@@ -297,12 +269,12 @@ class _CallPoints(ast.NodeTransformer):
         return node
 
     def visit_AsyncFunctionDef(self, node):
-        self._enter(node, [node.name, "<locals>"])
+        self.enter(node, [node.name, "<locals>"])
         return node
 
     def visit_Lambda(self, node):
         description = self._named("<lambda>")
-        self._enter(node, ["<lambda>", "<locals>"])
+        self.enter(node, ["<lambda>", "<locals>"])
         # ``lambda: body`` becomes ``lambda: (@ds_call(...), body)[1]``: the same value, a point first.
         pair = ast.Tuple([_call(CALL, description), node.body], ast.Load())
         node.body = ast.copy_location(ast.Subscript(pair, ast.Constant(1), ast.Load()), node.body)
@@ -311,7 +283,7 @@ class _CallPoints(ast.NodeTransformer):
     def _comprehension(self, node):
         name = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
                 ast.GeneratorExp: "<genexpr>"}[type(node)]
-        self._enter(node, [name, "<locals>"])
+        self.enter(node, [name, "<locals>"])
         return node
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
@@ -329,9 +301,11 @@ def _is_generator(function: ast.FunctionDef) -> bool:
     return False
 
 
-def rewrite_module(source: str, filename: str, loader=None, points: bool = True) -> types.CodeType:
+def rewrite_module(source: str, filename: str, loader=None, points: bool = True,
+                   accesses_checked: bool = False) -> types.CodeType:
     """Compile ``source`` with store points and call points in every function (without them when
-    ``points`` is false: the module as its loader compiled it). A module pytest loaded with its
+    ``points`` is false: the module as its loader compiled it), and with ``accesses_checked`` the
+    reports of its memory accesses for the race detector. A module pytest loaded with its
     assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
     tree = ast.parse(source, filename)
     if type(loader).__module__ == "_pytest.assertion.rewrite":
@@ -341,6 +315,8 @@ def rewrite_module(source: str, filename: str, loader=None, points: bool = True)
     if not points:
         return compile(tree, filename, "exec", dont_inherit=True)
     tree = _StoreRewriter().visit(tree)
+    if accesses_checked:
+        tree = accesses.AccessRecorder(filename, tree).visit(tree)
     tree = _CallPoints().visit(tree)
     ast.fix_missing_locations(tree)
     for node in ast.walk(tree):  # nodes pytest made can end before they start once ours are added
@@ -374,5 +350,6 @@ def helpers(points) -> dict[str, object]:
     with ``points`` (``schedule.Points``): the points it turned off do nothing."""
     writes = points.writes
     return {POINT: store_point if writes else _no_point, ITERATE: iterate_with_points if writes else iter,
-            SPIN: spin_point if writes else _no_point, CALL: call_point if points.calls else _no_point}
+            SPIN: spin_point if writes else _no_point, CALL: call_point if points.calls else _no_point,
+            **accesses.helpers(points.races)}
 

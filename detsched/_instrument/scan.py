@@ -110,11 +110,12 @@ class _ModuleScan:
     def __init__(self, module):
         self.module = module
         self.size = len(module.__dict__)
-        # (name, first line) -> the module's function code objects with scheduling points, and as its
-        # loader compiled them (only made when a key has several: two lambdas on one line).
-        self._compiled: dict[tuple[str, int], list[types.CodeType]] | None = None
+        # races checked? -> (name, first line) -> the module's function code objects with scheduling
+        # points; and as its loader compiled them (only made when a key has several: two lambdas
+        # on one line).
+        self._compiled: dict[bool, dict[tuple[str, int], list[types.CodeType]]] = {}
         self._as_loaded: dict[tuple[str, int], list[types.CodeType]] | None = None
-        self._rewritten: list[tuple[types.FunctionType, types.CodeType]] | None = None
+        self._rewritten: dict[bool, list[tuple[types.FunctionType, types.CodeType]]] = {}
         self.hits: list[tuple[object, str, object, str]] = []  # (owner, name, real value, label)
         namespace, prefix = module.__dict__, module.__name__
         for name, value in list(namespace.items()):
@@ -126,22 +127,24 @@ class _ModuleScan:
                 for attr, member in list(vars(value).items()):
                     self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
 
-    def rewritten(self) -> list[tuple[types.FunctionType, types.CodeType]]:
-        """(function, code with scheduling points) for every function defined in the module that
-        the module reaches (made once; ``reachable_functions`` lists each function once)."""
-        if self._rewritten is None:
-            pairs = [(function, self.rewritten_code(function.__code__))
+    def rewritten(self, races: bool) -> list[tuple[types.FunctionType, types.CodeType]]:
+        """(function, code with scheduling points, and access reports if ``races``) for every
+        function defined in the module that the module reaches (made once; ``reachable_functions``
+        lists each function once)."""
+        if races not in self._rewritten:
+            pairs = [(function, self.rewritten_code(function.__code__, races))
                      for function in _functions_of(self.module, self.module.__file__)]
-            self._rewritten = [(function, code) for function, code in pairs if code is not None]
-        return self._rewritten
+            self._rewritten[races] = [(function, code) for function, code in pairs if code is not None]
+        return self._rewritten[races]
 
-    def rewritten_code(self, code: types.CodeType) -> types.CodeType | None:
-        """The code with scheduling points of the function whose code is ``code`` (one of this
-        module's), or None when the module's source cannot be compiled to match it."""
-        if self._compiled is None:
-            self._compiled = _compile(self.module, points=True)
+    def rewritten_code(self, code: types.CodeType, races: bool) -> types.CodeType | None:
+        """The code with scheduling points (and access reports if ``races``) of the function whose
+        code is ``code`` (one of this module's), or None when the module's source cannot be
+        compiled to match it."""
+        if races not in self._compiled:
+            self._compiled[races] = _compile(self.module, points=True, races=races)
         key = (code.co_name, code.co_firstlineno)
-        candidates = self._compiled.get(key, ())
+        candidates = self._compiled[races].get(key, ())
         if len(candidates) > 1:  # several functions begin on this line: find ``code``'s position
             if self._as_loaded is None:
                 self._as_loaded = _compile(self.module, points=False)
@@ -160,9 +163,10 @@ class _ModuleScan:
             self.hits.append((owner, name, value, label))
 
 
-def _compile(module, points: bool) -> dict[tuple[str, int], list[types.CodeType]]:
+def _compile(module, points: bool, races: bool = False) -> dict[tuple[str, int], list[types.CodeType]]:
     """Every function code object of the module's source (``rewrite.code_objects``), compiled with
-    scheduling points or, when ``points`` is false, as the module's loader compiled it."""
+    scheduling points (and access reports, with ``races``) or, when ``points`` is false, as the
+    module's loader compiled it."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return {}
@@ -170,7 +174,7 @@ def _compile(module, points: bool) -> dict[tuple[str, int], list[types.CodeType]
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
         loader = getattr(getattr(module, "__spec__", None), "loader", None)
-        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points))
+        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points, races))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return {}  # source gone or unreadable: the module runs as it is
 
@@ -219,14 +223,14 @@ class ModuleScans:
                 scans[name] = _ModuleScan(module)
         return list(scans.values())
 
-    def rewritten_reachable(self, roots) -> list[tuple[types.FunctionType, types.CodeType]]:
+    def rewritten_reachable(self, roots, races: bool) -> list[tuple[types.FunctionType, types.CodeType]]:
         """(function, code with scheduling points) for the user functions ``roots`` reach (see
         ``reachable_functions``), whichever module defined them; call after ``current()``."""
         by_file = {getattr(scan.module, "__file__", None): scan for scan in self._scans.values()}
         pairs = []
         for function in reachable_functions(roots):
             scan = by_file.get(function.__code__.co_filename)
-            code = scan.rewritten_code(function.__code__) if scan is not None else None
+            code = scan.rewritten_code(function.__code__, races) if scan is not None else None
             if code is not None:
                 pairs.append((function, code))
         return pairs

@@ -21,6 +21,7 @@ import itertools
 import threading
 
 from detsched._core.scheduler import Scheduler
+from detsched._detect.races import RaceDetector
 from detsched._instrument import rewrite
 from detsched._instrument.patches import MISSING, MODULE_PATCHES, REAL_TWINS
 from detsched._instrument.scan import SCANS, Twins, current_value
@@ -50,6 +51,8 @@ class World:
             for owner, name, value in MODULE_PATCHES:
                 self._set(owner, name, value)
             self._set(threading, "_counter", threads.fresh_name_counter())
+            if self.points.races:
+                self.sched.races = RaceDetector()
             with sync.making_twins():
                 self._swap_user_modules()
             self._control_asyncio()
@@ -68,7 +71,7 @@ class World:
         helpers = rewrite.helpers(self.points)
         for scan in SCANS.current():
             if rewriting:
-                rewritten = scan.rewritten()
+                rewritten = scan.rewritten(self.points.races)
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
                     scan.module.__dict__.update(helpers)
                 for function, code in rewritten:
@@ -86,7 +89,7 @@ class World:
     def _rewrite_reachable(self, helpers: dict) -> None:
         """Points in the closures the target reaches that no module refers to (a factory's
         product handed to ``explore``, a callback kept in a list the target closes over)."""
-        for function, code in SCANS.rewritten_reachable(self.roots):
+        for function, code in SCANS.rewritten_reachable(self.roots, self.points.races):
             if function.__code__ is not code:  # not swapped already as a module's function
                 function.__globals__.update(helpers)
                 self._set(function, "__code__", code)

@@ -34,11 +34,23 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
     if not block:
         done = []
         if me.sched.poll(me, Op(kind, q), lambda: ready() and (done.append(act()) or True)):
+            _ordered(me, kind, q)
             return done[0]
         raise failure()
     if timed_wait(me, kind, q, ready, timeout):
-        return act()
+        result = act()
+        _ordered(me, kind, q)
+        return result
     raise failure()
+
+
+def _ordered(me, kind: str, q) -> None:
+    """A put is ordered before the gets after it (for the race detector: every earlier put, not
+    only the one whose item the get takes -- fewer orders would never add a false race)."""
+    if kind == "put":
+        me.sched.publish(me, q)
+    else:
+        me.sched.receive(me, q)
 
 
 @real_outside_control(_stdlib_queue.Queue)
@@ -111,6 +123,7 @@ class Queue:
         me = current()
         if me is not None:
             me.sched.wait(me, Op("task_done", self))
+            me.sched.publish(me, self.all_tasks_done)
         self.unfinished_tasks -= 1
         if not self.unfinished_tasks:
             self.all_tasks_done._wake()
@@ -121,6 +134,7 @@ class Queue:
             wait_outside(lambda: self.unfinished_tasks == 0, None)
             return
         me.sched.wait(me, Op("join", self, lambda: self.unfinished_tasks == 0))
+        me.sched.receive(me, self.all_tasks_done)
 
     def _observe(self, what: str, progressed) -> bool:
         me = current()
@@ -201,6 +215,7 @@ class SimpleQueue:
         if me is not None:
             me.sched.wait(me, Op("put", self))
             self._items.append(item)
+            me.sched.publish(me, self)
             return
         check_reachable(self, "put()")
         self._items.append(item)

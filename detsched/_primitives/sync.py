@@ -130,6 +130,7 @@ def _after_release(primitive) -> None:
     if me is None:
         changed_outside()
     else:
+        me.sched.publish(me, primitive)
         me.sched.wait(me, Op("release", primitive, done=True))
 
 
@@ -162,6 +163,8 @@ class Lock:
         if self._locked:
             return False
         self._locked, self._owner = True, me
+        if me is not None:
+            me.sched.receive(me, self)
         return True
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -220,6 +223,8 @@ class RLock:
         if self._count and self._owner is not me:
             return False
         self._owner, self._count = me, self._count + 1
+        if me is not None and me.sched is not None:
+            me.sched.receive(me, self)
         return True
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -333,6 +338,9 @@ class Condition:
 
     def _release_fully(self) -> int:
         lock = self._lock
+        me = current()
+        if me is not None:
+            me.sched.publish(me, lock)
         if isinstance(lock, RLock):
             count, lock._count, lock._owner = lock._count, 0, None
             return count
@@ -346,6 +354,8 @@ class Condition:
             lock._owner, lock._count = me, count
         else:
             lock._locked, lock._owner = True, me
+        me.sched.receive(me, lock)
+        me.sched.receive(me, self)  # what the notifier did before notifying
 
     def wait_for(self, predicate, timeout: float | None = None):
         me = current()
@@ -373,6 +383,7 @@ class Condition:
             check_reachable(self, "notify()")
         else:
             me.sched.wait(me, Op("notify" if n == 1 else "notify_all", self))
+            me.sched.publish(me, self)
             # Only the latest notify counts: if a later one woke somebody, a hang is not the
             # early notify's fault.
             self._unheard = None if self._waiters else (me.sched.steps, me)
@@ -432,6 +443,9 @@ class Semaphore:
         if self._value <= 0:
             return False
         self._value -= 1
+        me = current()
+        if me is not None:
+            me.sched.receive(me, self)
         return True
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
@@ -496,7 +510,10 @@ class Event:
         me = current()
         if me is None:
             return self._flag
-        return me.sched.poll(me, Op("is_set?", self), self._is_flagged)
+        flagged = me.sched.poll(me, Op("is_set?", self), self._is_flagged)
+        if flagged:
+            me.sched.receive(me, self)
+        return flagged
 
     isSet = is_set
 
@@ -506,6 +523,7 @@ class Event:
             check_reachable(self, "set()")
         else:
             me.sched.wait(me, Op("set", self))
+            me.sched.publish(me, self)
             self._set_at = (me.sched.steps, me.label)
         self._flag = True
         self._sets += 1
@@ -525,7 +543,10 @@ class Event:
         if me is None:
             return wait_outside(lambda: self._flag, timeout)
         sets = self._sets
-        return timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
+        woken = timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
+        if woken:
+            me.sched.receive(me, self)
+        return woken
 
     def missed_signal(self, t: LogicalThread) -> MissedSignal | None:
         """The set ``t`` missed: undone by a clear before ``t`` saw it."""
@@ -570,20 +591,24 @@ class Barrier:
         generation, index = self._generation, self._count
         self._count += 1
         if self._count == self._parties:
+            me.sched.receive(me, generation)  # every earlier arrival
             try:
                 if self._action is not None:
                     self._action()
             except BaseException:
                 self._break()
                 raise
+            me.sched.publish(me, generation)  # the action comes before anyone passes
             generation.done = True
             self._generation, self._count = _Generation(), 0
             return index
+        me.sched.publish(me, generation)
         passed = timed_wait(me, "wait", self, lambda: generation.done or generation.broken, timeout)
         if not passed:
             self._break()
         if not generation.done:
             raise threading.BrokenBarrierError
+        me.sched.receive(me, generation)
         return index
 
     def _break(self) -> None:

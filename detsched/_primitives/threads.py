@@ -84,7 +84,8 @@ def join(self, timeout: float | None = None) -> None:
         return None
     if lt is me:
         raise RuntimeError("cannot join current thread")
-    timed_wait(me, "join", self, lambda: lt.finished, timeout, lambda: lt)
+    if timed_wait(me, "join", self, lambda: lt.finished, timeout, lambda: lt):
+        me.sched.receive(me, lt)
 
 
 def is_alive(self) -> bool:
@@ -94,6 +95,8 @@ def is_alive(self) -> bool:
     me = current()
     if me is not None:
         me.sched.poll(me, Op("is_alive?", self), lambda: lt.finished)
+        if lt.finished:
+            me.sched.receive(me, lt)
     return not lt.finished
 
 

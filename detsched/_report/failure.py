@@ -11,7 +11,7 @@ from detsched._report.timeline import REPORT_ROWS, plural, render_timeline
 from detsched.schedule import Schedule
 
 #: The kinds of failure detsched reports (``Failure.kind``).
-KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "livelock", "step-limit", "blocked")
+KINDS = ("exception", "deadlock", "lost-wakeup", "leak", "livelock", "step-limit", "blocked", "data-race")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,24 @@ class Failure:
         # Schedule strings are URL-safe base64: always safe inside single quotes.
         return f"detsched replay {shlex.quote(self.target)} --schedule '{self.schedule.dumps()}'"
 
+    @property
+    def free_threading_switches(self) -> tuple[str, ...]:
+        """The stores at which this schedule switches threads where GIL CPython cannot (between two
+        statements with no call): empty when GIL CPython can take the same schedule."""
+        return tuple(step.preempted_at_store for step in self.trace if step.preempted_at_store)
+
+    @property
+    def reachable_on(self) -> str:
+        """Which CPython the schedule needs, as one line of the report (traced failures only)."""
+        switches = self.free_threading_switches
+        if not switches:
+            return ("reachable on GIL CPython too: every switch falls where the GIL switches threads "
+                    "(a call, a loop's back-edge, a blocking or synchronising operation)")
+        store, _, where = switches[0].partition(" @")
+        more = f" (and {len(switches) - 1} more)" if len(switches) > 1 else ""
+        return (f"needs free-threaded CPython: the switch at {where} ({store}){more} falls between two "
+                "statements with no call, where GIL CPython does not switch")
+
     def timeline(self, limit: int | None = None, *, compact: bool = False) -> str:
         return render_timeline(self.trace, limit, compact=compact)
 
@@ -51,6 +69,7 @@ class Failure:
         if self.notes:
             lines += [""] + [f"note: {note}" for note in self.notes]
         if self.trace:
+            lines += ["", self.reachable_on]
             preemptions = self.schedule.preemptions
             lines += ["", f"Interleaving ({plural(preemptions, 'preemption')}, {plural(len(self.trace), 'step')}):",
                       self.timeline(REPORT_ROWS, compact=True)]

@@ -1,0 +1,233 @@
+"""The race detector: happens-before over the memory accesses of user code in one run.
+
+Every controlled thread has a vector clock. Synchronisation orders threads: a thread that releases
+a lock, sets an event, puts on a queue, finishes... *publishes* its clock into that object's clock,
+and one that acquires, waits, gets, joins... *receives* it (``publish``/``receive``; the primitives
+call them). Thread start copies the parent's clock into the child. An access is ordered before a
+later one when its thread's clock entry at the time is at most the later thread's entry for it
+(Lamport/Mattern vector clocks; FastTrack's observation that one entry per earlier access -- an
+epoch -- is all a check needs).
+
+Rewritten user code reports its accesses (``detsched._instrument.rewrite``): reads and writes of
+attributes, items and declared globals; method calls on builtin containers as *updates*; iteration,
+``len`` and ``in`` as reads of the whole container. Two accesses race when different threads make
+them, nothing orders them, and their kinds conflict:
+
+- a write conflicts with every access of the same location (attribute, item, global);
+- an update (``append``, ``pop``, ``setdefault``...) is one atomic call on GIL and free-threaded
+  CPython alike, so two updates do not conflict; an update conflicts with a read of the whole
+  container, and with any item read or written;
+- an item write conflicts with a read of the whole container (an iteration, ``len``, ``in``).
+
+Shadow memory keeps nothing alive past the run it belongs to, and lets no later object inherit an
+earlier one's history: an owner that supports weak references is tracked through one (its entries
+go when it dies), one that does not (a list, a dict) is kept alive until the run ends, so its id
+cannot be reused while its history is remembered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import types
+import weakref
+from dataclasses import dataclass
+
+# Kinds of access.
+READ, WRITE, UPDATE, WHOLE_READ, MEMBER_READ, MEMBER_WRITE = range(6)
+_NAMES = {READ: "read", WRITE: "write", UPDATE: "update", WHOLE_READ: "read",
+          MEMBER_READ: "read", MEMBER_WRITE: "write"}
+#: For each kind, the kinds of earlier accesses it conflicts with (same location, other thread).
+CONFLICTS = {
+    READ: (WRITE,),
+    WRITE: (READ, WRITE),
+    UPDATE: (WHOLE_READ, MEMBER_READ, MEMBER_WRITE),
+    WHOLE_READ: (UPDATE, MEMBER_WRITE),
+    MEMBER_READ: (UPDATE,),
+    MEMBER_WRITE: (UPDATE, WHOLE_READ),
+}
+# Location tags: (id(owner), tag, key).
+ATTRIBUTE, ITEM, WHOLE = range(3)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One access a race report names."""
+
+    thread: str  # "T1 'worker-1'"
+    kind: str  # "read", "write", "update"
+    site: str  # "stats.py:31 in worker()"
+
+
+@dataclass(frozen=True)
+class Race:
+    """Two accesses of one location that no synchronisation orders."""
+
+    location: str  # "Stats.processed", "dict['key']", "list (the whole container)"
+    earlier: Access
+    later: Access
+
+    @property
+    def sites(self) -> tuple[str, str]:
+        """What makes two races the same race: the pair of sites, in either order."""
+        return tuple(sorted((self.earlier.site, self.later.site)))  # type: ignore[return-value]
+
+    def headline(self) -> str:
+        return (f"{self.location}: {self.later.kind} by {self.later.thread} races with "
+                f"{self.earlier.kind} by {self.earlier.thread}")
+
+
+class BenignRaces:
+    """Races a user declared intentional (``detsched.benign``): on objects (all their attributes and
+    items, or the named attributes) and on ``module:Class.attribute`` patterns."""
+
+    def __init__(self):
+        self._objects: dict[int, tuple[object, frozenset | None]] = {}  # id -> (weak ref or object, names)
+        self.patterns: list[str] = []
+
+    def mark(self, obj, names: tuple[str, ...]) -> None:
+        ident = id(obj)
+        try:
+            held = weakref.ref(obj, lambda _, ident=ident: self._objects.pop(ident, None))
+        except TypeError:  # a dict or a list: kept while the mark stands
+            held = obj
+        known = self._objects.get(ident)
+        merged = None if not names or (known is not None and known[1] is None) else \
+            frozenset(names) | (known[1] if known is not None else frozenset())
+        self._objects[ident] = (held, merged)
+
+    def covers(self, owner, tag: int, key) -> bool:
+        mark = self._objects.get(id(owner))
+        if mark is not None and (mark[1] is None or (tag == ATTRIBUTE and key in mark[1])):
+            return True
+        if not self.patterns or tag != ATTRIBUTE:
+            return False
+        if isinstance(owner, dict) and isinstance(owner.get("__name__"), str):  # a module's globals
+            name = f"{owner['__name__']}:{key}"
+        elif isinstance(owner, types.ModuleType):
+            name = f"{owner.__name__}:{key}"
+        else:
+            kind = type(owner)
+            name = f"{kind.__module__}:{kind.__qualname__}.{key}"
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+
+
+#: Marks made outside any run (at import, in a fixture) and the patterns of the pytest plugin's ini
+#: option: they hold for every run. Marks made inside a run go to that run's detector.
+BENIGN = BenignRaces()
+
+
+def forget_benign(patterns) -> None:
+    """Withdraw ``patterns`` (one of each) from the marks that hold for every run."""
+    for pattern in patterns:
+        if pattern in BENIGN.patterns:
+            BENIGN.patterns.remove(pattern)
+
+
+class RaceDetector:
+    """The vector clocks and shadow memory of one run."""
+
+    def __init__(self):
+        # Invariant: clocks[tid][tid] >= 1 for every thread seen; other entries are what it received.
+        self.clocks: dict[int, list[int]] = {}
+        self.names: dict[int, str] = {}  # tid -> "T1 'worker-1'"
+        self._sync: dict[int, tuple[object, list[int]]] = {}  # id(sync object) -> (it, clock)
+        # (id(owner), tag, key) -> {kind: {tid: (clock entry, site)}}
+        self._shadow: dict[tuple[int, int, object], dict[int, dict[int, tuple[int, str]]]] = {}
+        self._owners: dict[int, object] = {}  # id -> a weak reference to the owner, or the owner
+        self._keys_of: dict[int, list[tuple[int, int, object]]] = {}  # id(owner) -> its locations
+        #: Every distinct race seen in the run (by the pair of sites), first first.
+        self.races: list[Race] = []
+        self._seen: set[tuple[str, str]] = set()
+        self.benign = BenignRaces()  # marks made during this run
+
+    # ------------------------------------------------------------------ happens-before
+
+    def thread_started(self, parent: int | None, child: int, name: str) -> None:
+        """``child`` begins with everything ``parent`` did before starting it."""
+        clock = list(self.clocks[parent]) if parent is not None and parent in self.clocks else []
+        _grow(clock, child)
+        clock[child] += 1
+        self.clocks[child] = clock
+        self.names[child] = name
+        if parent is not None and parent in self.clocks:
+            self._tick(parent)
+
+    def publish(self, tid: int, obj) -> None:
+        """``tid`` releases ``obj`` (unlock, set, put, notify, finish): what it did so far is
+        ordered before whatever later receives ``obj``."""
+        mine = self.clocks.get(tid)
+        if mine is None:
+            return
+        entry = self._sync.get(id(obj))
+        if entry is None:
+            self._sync[id(obj)] = (obj, list(mine))
+        else:
+            _join(entry[1], mine)
+        self._tick(tid)
+
+    def receive(self, tid: int, obj) -> None:
+        """``tid`` acquires ``obj`` (lock, wait, get, join): it is ordered after every publish."""
+        mine = self.clocks.get(tid)
+        entry = self._sync.get(id(obj))
+        if mine is not None and entry is not None:
+            _join(mine, entry[1])
+
+    def _tick(self, tid: int) -> None:
+        self.clocks[tid][tid] += 1
+
+    # ------------------------------------------------------------------ accesses
+
+    def access(self, tid: int, owner, tag: int, key, kind: int, site: str, describe) -> Race | None:
+        """Record an access by ``tid``; return the race it makes with an earlier access, if new.
+        ``describe()`` names the location (only called for a race)."""
+        mine = self.clocks.get(tid)
+        if mine is None:
+            return None
+        location = (self._track(owner), tag, key)
+        history = self._shadow.get(location)
+        if history is None:
+            history = self._shadow[location] = {}
+            self._keys_of[location[0]].append(location)
+        found = None
+        for other_kind in CONFLICTS[kind]:
+            for other, (entry, other_site) in history.get(other_kind, {}).items():
+                if other != tid and (other >= len(mine) or entry > mine[other]):
+                    found = found or Race(describe(), Access(self.names[other], _NAMES[other_kind], other_site),
+                                          Access(self.names[tid], _NAMES[kind], site))
+        history.setdefault(kind, {})[tid] = (mine[tid], site)
+        if found is None or found.sites in self._seen:
+            return None
+        if self.benign.covers(owner, tag, key) or BENIGN.covers(owner, tag, key):
+            return None
+        self._seen.add(found.sites)
+        self.races.append(found)
+        return found
+
+    def _track(self, owner) -> int:
+        """id(owner), made safe to key on: see the module docstring."""
+        ident = id(owner)
+        if ident in self._owners:
+            return ident
+        try:
+            self._owners[ident] = weakref.ref(owner, lambda _, ident=ident: self._forget(ident))
+        except TypeError:  # no weak references (list, dict, __slots__ without __weakref__)
+            self._owners[ident] = owner
+        self._keys_of[ident] = []
+        return ident
+
+    def _forget(self, ident: int) -> None:
+        self._owners.pop(ident, None)
+        for location in self._keys_of.pop(ident, ()):
+            self._shadow.pop(location, None)
+
+
+def _grow(clock: list[int], tid: int) -> None:
+    if len(clock) <= tid:
+        clock.extend([0] * (tid + 1 - len(clock)))
+
+
+def _join(into: list[int], other: list[int]) -> None:
+    _grow(into, len(other) - 1)
+    for index, value in enumerate(other):
+        if value > into[index]:
+            into[index] = value

@@ -1,0 +1,358 @@
+"""The race detector: unordered conflicting accesses are found as ``data-race``, with both sites;
+accesses that synchronisation orders, thread-confined ones and single container method calls are
+not. Programs are module-level functions here, so they are rewritten as user code."""
+
+import asyncio
+import queue
+import re
+import threading
+import time
+
+import pytest
+
+import detsched
+from detsched._detect.races import RaceDetector
+
+CONFIG = {"version": 1}
+
+
+def run_threads(*bodies):
+    threads = [threading.Thread(target=body, name=f"worker-{n}") for n, body in enumerate(bodies, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+class Stats:
+    def __init__(self):
+        self.processed = 0
+        self.stop = False
+        self._instance = None
+        self.items = []
+
+
+def unlocked_increments():
+    stats = Stats()
+
+    def worker():
+        stats.processed += 1
+
+    run_threads(worker, worker)  # no assertion anywhere
+
+
+def polled_flag():
+    stats = Stats()
+
+    def poller():
+        while not stats.stop:
+            time.sleep(0.01)
+
+    def stopper():
+        stats.stop = True
+
+    run_threads(poller, stopper)
+
+
+def global_replaced():
+    def reloader():
+        global CONFIG
+        CONFIG = {"version": 2}
+
+    def reader():
+        assert CONFIG["version"] in (1, 2)
+
+    run_threads(reloader, reader)
+
+
+def check_then_act():
+    cache = {}
+
+    def fill():
+        if "key" not in cache:
+            cache["key"] = object()
+
+    run_threads(fill, fill)
+
+
+def lazy_initialiser():
+    stats = Stats()
+
+    def get():
+        if stats._instance is None:
+            stats._instance = object()
+        return stats._instance
+
+    run_threads(get, get)
+
+
+def thread_and_task():
+    stats = Stats()
+
+    def in_thread():
+        stats.processed += 1
+
+    async def main():
+        task = asyncio.ensure_future(asyncio.to_thread(in_thread))
+        await asyncio.sleep(0)  # the task hands the function to a worker thread
+        stats.processed += 1
+        await task
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("program, location", [
+    (unlocked_increments, "Stats.processed"),
+    (polled_flag, "Stats.stop"),
+    (global_replaced, "CONFIG"),
+    (check_then_act, "dict"),
+    (lazy_initialiser, "Stats._instance"),
+    (thread_and_task, "Stats.processed"),
+])
+def test_a_race_is_found(program, location):
+    failure = detsched.explore(program, runs=50, races=True).failure
+    assert failure is not None and failure.kind == "data-race", failure
+    assert location in failure.message
+    assert "no happens-before order" in failure.details
+    assert "test_races.py:" in failure.details  # both sites are named
+
+
+def test_the_report_names_both_threads_and_sites():
+    failure = detsched.explore(unlocked_increments, runs=5, races=True).failure
+    assert failure.message.startswith("Stats.processed: ")
+    assert "T1 'worker-1'" in failure.details and "T2 'worker-2'" in failure.details
+    assert failure.details.count("in unlocked_increments.<locals>.worker()") == 2
+
+
+def test_a_race_replays_from_its_schedule():
+    failure = detsched.explore(unlocked_increments, runs=5, races=True).failure
+    again = detsched.replay(unlocked_increments, failure.schedule)
+    assert again is not None and again.kind == "data-race"
+
+
+def test_races_are_not_checked_unless_asked_for():
+    assert detsched.explore(unlocked_increments, runs=20).failure is None
+
+
+def locked_increments():
+    stats, lock = Stats(), threading.Lock()
+
+    def worker():
+        with lock:
+            stats.processed += 1
+
+    run_threads(worker, worker)
+    assert stats.processed == 2
+
+
+def handed_through_a_queue():
+    channel = queue.Queue()
+
+    def producer():
+        stats = Stats()
+        stats.processed = 42
+        channel.put(stats)
+
+    def consumer():
+        stats = channel.get()
+        stats.processed += 1
+
+    run_threads(producer, consumer)
+
+
+def published_before_start_read_after_join():
+    stats = Stats()
+    stats.processed = 1
+
+    def worker():
+        stats.processed += 1
+
+    run_threads(worker)
+    assert stats.processed == 2
+
+
+def thread_confined():
+    def worker():
+        mine = Stats()
+        for _ in range(3):
+            mine.processed += 1
+            mine.items.append(len(mine.items))
+
+    run_threads(worker, worker)
+
+
+LOCAL = threading.local()
+
+
+def thread_local_state():
+    def worker():
+        LOCAL.value = threading.current_thread().name
+        assert LOCAL.value == threading.current_thread().name
+
+    run_threads(worker, worker)
+
+
+def concurrent_appends():
+    items = []
+
+    def worker():
+        for n in range(3):
+            items.append(n)
+
+    run_threads(worker, worker)
+    assert len(items) == 6
+
+
+def event_ordered_handoff():
+    stats, ready = Stats(), threading.Event()
+
+    def writer():
+        stats.processed = 7
+        ready.set()
+
+    def reader():
+        ready.wait()
+        assert stats.processed == 7
+
+    run_threads(writer, reader)
+
+
+def condition_ordered_handoff():
+    stats, changed = Stats(), threading.Condition()
+
+    def writer():
+        with changed:
+            stats.items.append(1)
+            changed.notify()
+
+    def reader():
+        with changed:
+            changed.wait_for(lambda: stats.items)
+        assert stats.items == [1]
+
+    run_threads(writer, reader)
+
+
+def pool_results():
+    from concurrent.futures import ThreadPoolExecutor
+
+    stats = Stats()
+
+    def work(n):
+        stats.items.append(n)
+        return n
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(work, range(4))) == [0, 1, 2, 3]
+    assert sorted(stats.items) == [0, 1, 2, 3]
+
+
+def to_thread_result():
+    async def main():
+        stats = Stats()
+
+        def compute():
+            stats.processed = 5
+            return stats
+
+        done = await asyncio.to_thread(compute)
+        assert done.processed == 5
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("program", [
+    locked_increments, handed_through_a_queue, published_before_start_read_after_join, thread_confined,
+    thread_local_state, concurrent_appends, event_ordered_handoff, condition_ordered_handoff, pool_results,
+    to_thread_result,
+])
+def test_ordered_or_confined_accesses_are_not_races(program):
+    report = detsched.explore(program, runs=100, races=True)
+    assert report.failure is None, report.failure
+
+
+def test_shadow_memory_keeps_no_object_alive():
+    import gc
+    import weakref
+
+    detector = RaceDetector()
+    detector.thread_started(None, 0, "T0 'MainThread'")
+    stats = Stats()
+    detector.access(0, stats, 0, "processed", 1, "here", lambda: "Stats.processed")
+    alive = weakref.ref(stats)
+    del stats
+    gc.collect()
+    assert alive() is None
+    assert not detector._shadow  # its history went with it: a later object at its address starts afresh
+
+
+class Counters:
+    def __init__(self):
+        self.hits = 0
+        self.misses = 0
+
+
+def bump_both(counters):
+    def worker():
+        counters.hits += 1
+        counters.misses += 1
+
+    run_threads(worker, worker)
+
+
+def test_benign_object_is_not_reported():
+    def program():
+        counters = Counters()
+        detsched.benign(counters)
+        bump_both(counters)
+
+    assert detsched.explore(program, runs=20, races=True).failure is None
+
+
+def test_benign_attributes_cover_only_those_attributes():
+    def program():
+        counters = Counters()
+        detsched.benign(counters, "hits")
+        bump_both(counters)
+
+    failure = detsched.explore(program, runs=20, races=True).failure
+    assert failure is not None and failure.message.startswith("Counters.misses")
+
+
+def test_a_benign_pattern_covers_every_instance(monkeypatch):
+    from detsched._detect import races
+
+    monkeypatch.setattr(races.BENIGN, "patterns", [])
+    detsched.benign("test_races:Counters.*")
+    assert detsched.explore(lambda: bump_both(Counters()), runs=20, races=True).failure is None
+
+
+def test_accesses_inside_unchecked_are_not_checked():
+    def program():
+        counters = Counters()
+
+        @detsched.unchecked()
+        def worker():
+            counters.hits += 1
+
+        run_threads(worker, worker)
+
+    assert detsched.explore(program, runs=20, races=True).failure is None
+
+
+@pytest.mark.parametrize("call, phrase", [
+    (lambda: detsched.benign("Counters.hits"), "a pattern names 'module:Class.attribute'"),
+    (lambda: detsched.benign("m:C.a", "extra"), "takes no attribute names"),
+    (lambda: detsched.benign(Counters(), 3), "attribute names are strings"),
+])
+def test_bad_benign_arguments_say_what_is_expected(call, phrase):
+    with pytest.raises(detsched.DetschedUsageError, match=re.escape(phrase)):
+        call()
+
+
+def test_the_cli_checks_races_unless_told_not_to(capsys):
+    from detsched.cli import main
+
+    assert main(["run", "test_races:unlocked_increments", "--runs", "5"]) == 1
+    assert "FAILED (data-race)" in capsys.readouterr().out
+    assert main(["run", "test_races:unlocked_increments", "--runs", "5", "--no-races"]) == 0
