@@ -13,7 +13,7 @@ import sys
 import threading
 import types
 
-from detsched._core.frames import INFRASTRUCTURE, is_user_file
+from detsched._core.frames import INFRASTRUCTURE, is_project_file, is_user_file
 from detsched._instrument import rewrite
 from detsched._instrument.patches import MISSING, REAL_TWINS
 from detsched._primitives import futures, queues, sync
@@ -105,10 +105,13 @@ class _ModuleScan:
     """Where real stdlib objects sit in one user module. Cached across runs; rescanned when the
     module's namespace changes size."""
 
-    __slots__ = ("module", "size", "hits", "_compiled", "_as_loaded", "_rewritten")
+    __slots__ = ("module", "size", "hits", "project", "_compiled", "_as_loaded", "_rewritten")
 
     def __init__(self, module):
         self.module = module
+        #: The project's own module, not an installed package: only its accesses are checked for
+        #: races (a race inside a library is not the user's to fix; its points still count).
+        self.project = is_project_file(module.__file__)
         self.size = len(module.__dict__)
         # races checked? -> (name, first line) -> the module's function code objects with scheduling
         # points; and as its loader compiled them (only made when a key has several: two lambdas
@@ -131,6 +134,7 @@ class _ModuleScan:
         """(function, code with scheduling points, and access reports if ``races``) for every
         function defined in the module that the module reaches (made once; ``reachable_functions``
         lists each function once)."""
+        races = races and self.project
         if races not in self._rewritten:
             pairs = [(function, self.rewritten_code(function.__code__, races))
                      for function in _functions_of(self.module, self.module.__file__)]
@@ -141,6 +145,7 @@ class _ModuleScan:
         """The code with scheduling points (and access reports if ``races``) of the function whose
         code is ``code`` (one of this module's), or None when the module's source cannot be
         compiled to match it."""
+        races = races and self.project
         if races not in self._compiled:
             self._compiled[races] = _compile(self.module, points=True, races=races)
         key = (code.co_name, code.co_firstlineno)
