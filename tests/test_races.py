@@ -278,7 +278,7 @@ def test_shadow_memory_keeps_no_object_alive():
     detector = RaceDetector()
     detector.thread_started(None, 0, "T0 'MainThread'")
     stats = Stats()
-    detector.access(0, stats, 0, "processed", 1, "here", lambda: "Stats.processed")
+    detector.access(0, stats, 0, "processed", 1, "here", lambda *_: "Stats.processed")
     alive = weakref.ref(stats)
     del stats
     gc.collect()
@@ -356,3 +356,51 @@ def test_the_cli_checks_races_unless_told_not_to(capsys):
     assert main(["run", "test_races:unlocked_increments", "--runs", "5"]) == 1
     assert "FAILED (data-race)" in capsys.readouterr().out
     assert main(["run", "test_races:unlocked_increments", "--runs", "5", "--no-races"]) == 0
+
+
+# ----------------------------------------------------------------------------- which CPython
+
+class Box:
+    def __init__(self):
+        self.n = 0
+
+
+def note(value):
+    return value
+
+
+def lost_between_statements():
+    box = Box()
+
+    def worker():
+        seen = box.n
+        box.n = seen + 1  # no call between the read and this store: only free threading switches here
+
+    run_threads(worker, worker)
+    assert box.n == 2, f"n is {box.n}"
+
+
+def lost_across_a_call():
+    box = Box()
+
+    def worker():
+        seen = box.n
+        note(seen)  # entering a function: the GIL can switch here
+        box.n = seen + 1
+
+    run_threads(worker, worker)
+    assert box.n == 2, f"n is {box.n}"
+
+
+def test_a_failure_that_needs_a_switch_at_a_store_says_it_needs_free_threading():
+    failure = detsched.explore(lost_between_statements, runs=200, preempt_calls=False).failure
+    assert failure is not None and failure.kind == "exception"
+    assert failure.free_threading_switches and "store box.n" in failure.free_threading_switches[0]
+    assert "needs free-threaded CPython: the switch at test_races.py:" in str(failure)
+
+
+def test_a_failure_gil_cpython_can_reach_says_so():
+    failure = detsched.explore(lost_across_a_call, runs=200, preempt_writes=False).failure
+    assert failure is not None and failure.kind == "exception"
+    assert failure.free_threading_switches == ()
+    assert "reachable on GIL CPython too" in str(failure)

@@ -47,6 +47,7 @@ CONFLICTS = {
 }
 # Location tags: (id(owner), tag, key).
 ATTRIBUTE, ITEM, WHOLE = range(3)
+_NONE: dict = {}  # no earlier access of a kind (never written to)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class RaceDetector:
 
     def access(self, tid: int, owner, tag: int, key, kind: int, site: str, describe) -> Race | None:
         """Record an access by ``tid``; return the race it makes with an earlier access, if new.
-        ``describe()`` names the location (only called for a race)."""
+        ``describe(owner, tag, key)`` names the location (only called for a race)."""
         mine = self.clocks.get(tid)
         if mine is None:
             return None
@@ -190,9 +191,10 @@ class RaceDetector:
             self._keys_of[location[0]].append(location)
         found = None
         for other_kind in CONFLICTS[kind]:
-            for other, (entry, other_site) in history.get(other_kind, {}).items():
+            for other, (entry, other_site) in history.get(other_kind, _NONE).items():
                 if other != tid and (other >= len(mine) or entry > mine[other]):
-                    found = found or Race(describe(), Access(self.names[other], _NAMES[other_kind], other_site),
+                    found = found or Race(describe(owner, tag, key),
+                                          Access(self.names[other], _NAMES[other_kind], other_site),
                                           Access(self.names[tid], _NAMES[kind], site))
         history.setdefault(kind, {})[tid] = (mine[tid], site)
         if found is None or found.sites in self._seen:
