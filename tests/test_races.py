@@ -404,3 +404,89 @@ def test_a_failure_gil_cpython_can_reach_says_so():
     assert failure is not None and failure.kind == "exception"
     assert failure.free_threading_switches == ()
     assert "reachable on GIL CPython too" in str(failure)
+
+
+# ----------------------------------------------------------------------------- asyncio tasks
+
+def tasks_race_across_an_await():
+    async def main():
+        stats = Stats()
+
+        async def bump():
+            seen = stats.processed
+            await asyncio.sleep(0)
+            stats.processed = seen + 1
+
+        await asyncio.gather(bump(), bump())
+
+    asyncio.run(main())
+
+
+def test_a_race_between_two_tasks_across_an_await_is_found():
+    failure = detsched.explore(tasks_race_across_an_await, runs=50, races=True).failure
+    assert failure is not None and failure.kind == "data-race", failure
+    assert failure.message.startswith("Stats.processed: ")
+    assert "task 'Task-2' (in T0 'MainThread')" in failure.details or "task 'Task-3'" in failure.details
+
+
+def tasks_with_a_lock():
+    async def main():
+        stats, lock = Stats(), asyncio.Lock()
+
+        async def bump():
+            async with lock:
+                seen = stats.processed
+                await asyncio.sleep(0)
+                stats.processed = seen + 1
+
+        await asyncio.gather(bump(), bump())
+        assert stats.processed == 2
+
+    asyncio.run(main())
+
+
+def tasks_hand_over_through_a_queue_and_an_event():
+    async def main():
+        channel, ready, stats = asyncio.Queue(), asyncio.Event(), Stats()
+
+        async def producer():
+            item = Stats()
+            item.processed = 1
+            await channel.put(item)
+            stats.processed = 2
+            ready.set()
+
+        async def consumer():
+            item = await channel.get()
+            item.processed += 1
+            await ready.wait()
+            assert stats.processed == 2
+
+        await asyncio.gather(producer(), consumer())
+
+    asyncio.run(main())
+
+
+def tasks_results_through_await():
+    async def main():
+        stats = Stats()
+
+        async def work():
+            stats.processed = 5
+            return stats
+
+        task = asyncio.create_task(work())
+        done = await task
+        assert done.processed == 5 and stats.processed == 5
+        with_semaphore = asyncio.Semaphore(1)
+        async with with_semaphore:
+            stats.processed += 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("program", [tasks_with_a_lock, tasks_hand_over_through_a_queue_and_an_event,
+                                     tasks_results_through_await])
+def test_ordered_task_accesses_are_not_races(program):
+    report = detsched.explore(program, runs=100, races=True)
+    assert report.failure is None, report.failure

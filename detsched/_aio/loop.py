@@ -97,13 +97,20 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             self._check_after_main()
         return result
 
-    def call_soon_threadsafe(self, callback, *args, context=None):
-        """As the stock loop's; for the race detector, what the calling thread did before is
-        ordered before the callbacks the loop runs from then on."""
-        handle = super().call_soon_threadsafe(callback, *args, context=context)
-        me = current()
-        if me is not None and me.sched is self._sched:
-            me.sched.publish(me, self)
+    # For the race detector, what the code that schedules a callback did before is ordered before
+    # the callback: task creation, a future's result and every asyncio primitive's wakeup reach
+    # the waiting task through one, and so does ``call_soon_threadsafe`` from a thread.
+    def _call_soon(self, callback, args, context):
+        return self._published(super()._call_soon(callback, args, context))
+
+    def call_at(self, when, callback, *args, context=None):
+        return self._published(super().call_at(when, callback, *args, context=context))
+
+    def _published(self, handle):
+        if self._sched.races is not None:
+            me = current()
+            if me is not None and me.sched is self._sched:
+                self._sched.publish(me, handle)
         return handle
 
     def _write_to_self(self) -> None:
@@ -150,8 +157,22 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
             self._livelock(handle)
         if _resumes_after_yield(handle):
             self._looked[_task_of(handle)] = self._others_progress()
-        sched.receive(self._runner, self)
-        handle._run()
+        if sched.races is None:
+            handle._run()
+        else:
+            self._run_as_its_task(handle)
+
+    def _run_as_its_task(self, handle) -> None:
+        """Run ``handle`` with the race detector seeing the task whose step it is (or the loop's
+        thread, for other callbacks), ordered after whoever scheduled it."""
+        runner, task = self._runner, _task_of(handle)
+        if task is not None:
+            runner.race_id = self._sched.races.task_identity(task, runner.label)
+        try:
+            self._sched.receive(runner, handle)
+            handle._run()
+        finally:
+            runner.race_id = runner.tid
 
     def _release_due_timers(self) -> None:
         now = self.time()

@@ -35,7 +35,9 @@ def _labelled(init):
 
 
 _real_lock_acquire, _real_lock_release = asyncio.Lock.acquire, asyncio.Lock.release
-_real_event_set, _real_event_clear = asyncio.Event.set, asyncio.Event.clear
+_real_event_set, _real_event_clear, _real_event_wait = asyncio.Event.set, asyncio.Event.clear, asyncio.Event.wait
+_real_semaphore_acquire, _real_semaphore_release = asyncio.Semaphore.acquire, asyncio.Semaphore.release
+_real_put_nowait, _real_get_nowait = asyncio.Queue.put_nowait, asyncio.Queue.get_nowait
 _real_notify = asyncio.Condition.notify
 _real_warn_unawaited = warnings._warn_unawaited_coroutine  # type: ignore[attr-defined]
 _real_set_policy = asyncio.events.set_event_loop_policy
@@ -43,13 +45,30 @@ _real_asyncio_run = asyncio.runners.run
 _real_set_running_loop = asyncio.events._set_running_loop
 
 
+def _published(obj) -> None:
+    """For the race detector: what the running task did so far comes before what receives ``obj``.
+    (A primitive's wakeup of a waiting task orders the two through its callback already; these
+    order the fast paths, where nobody waits: an acquire of a free lock, a get of a ready item.)"""
+    me = current()
+    if me is not None:
+        me.sched.publish(me, obj)
+
+
+def _received(obj) -> None:
+    me = current()
+    if me is not None:
+        me.sched.receive(me, obj)
+
+
 async def _lock_acquire(self):
     await _real_lock_acquire(self)
+    _received(self)
     self._ds_owner = asyncio.current_task()  # a deadlock report names who holds the lock
     return True
 
 
 def _lock_release(self) -> None:
+    _published(self)
     _real_lock_release(self)
     self._ds_owner = None
 
@@ -58,7 +77,36 @@ def _event_set(self) -> None:
     me = current()
     if me is not None and not self._value:
         self._ds_set_at = _signal(me)
+    _published(self)
     _real_event_set(self)
+
+
+async def _event_wait(self):
+    result = await _real_event_wait(self)
+    _received(self)
+    return result
+
+
+async def _semaphore_acquire(self):
+    result = await _real_semaphore_acquire(self)
+    _received(self)
+    return result
+
+
+def _semaphore_release(self) -> None:
+    _published(self)
+    _real_semaphore_release(self)
+
+
+def _put_nowait(self, item) -> None:
+    _real_put_nowait(self, item)
+    _published(self)
+
+
+def _get_nowait(self):
+    item = _real_get_nowait(self)
+    _received(self)
+    return item
 
 
 def _event_clear(self) -> None:
@@ -117,7 +165,9 @@ def _set_running_loop(loop) -> None:
 _PATCHES = [
     *((cls, "__init__", _labelled(cls.__init__)) for cls in PRIMITIVES),
     (asyncio.Lock, "acquire", _lock_acquire), (asyncio.Lock, "release", _lock_release),
-    (asyncio.Event, "set", _event_set), (asyncio.Event, "clear", _event_clear),
+    (asyncio.Event, "set", _event_set), (asyncio.Event, "clear", _event_clear), (asyncio.Event, "wait", _event_wait),
+    (asyncio.Semaphore, "acquire", _semaphore_acquire), (asyncio.Semaphore, "release", _semaphore_release),
+    (asyncio.Queue, "put_nowait", _put_nowait), (asyncio.Queue, "get_nowait", _get_nowait),
     (asyncio.Condition, "notify", _condition_notify),
     (asyncio, "set_event_loop_policy", _set_event_loop_policy),
     (asyncio.events, "set_event_loop_policy", _set_event_loop_policy),

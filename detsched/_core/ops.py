@@ -62,7 +62,7 @@ class LogicalThread:
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
                  "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached",
-                 "unchecked")
+                 "unchecked", "race_id")
 
     def __init__(self, sched, tid: int, name: str, thread, daemon: bool):
         # sched: the Scheduler of its run (ops.py is below the scheduler and does not import it)
@@ -85,6 +85,9 @@ class LogicalThread:
         # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
         self.detached = False
         self.unchecked = 0  # inside this many ``detsched.unchecked()`` blocks: accesses are not checked
+        #: Whose accesses and synchronisation the race detector sees: its tid, or the asyncio task
+        #: whose step its event loop is running.
+        self.race_id = tid
 
     def __repr__(self) -> str:
         return f"T{self.tid}"

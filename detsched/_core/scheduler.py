@@ -164,12 +164,12 @@ class Scheduler:
     def publish(self, me: LogicalThread, obj) -> None:
         """``me`` releases ``obj`` (see ``RaceDetector.publish``): a no-op unless races are checked."""
         if self.races is not None:
-            self.races.publish(me.tid, obj)
+            self.races.publish(me.race_id, obj)
 
     def receive(self, me: LogicalThread, obj) -> None:
         """``me`` acquires ``obj`` (see ``RaceDetector.receive``)."""
         if self.races is not None:
-            self.races.receive(me.tid, obj)
+            self.races.receive(me.race_id, obj)
 
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
@@ -285,7 +285,7 @@ class Scheduler:
         lt = LogicalThread(self, len(self.threads), name, thread, daemon)
         self.threads.append(lt)
         if self.races is not None:  # the new thread begins after what its starter did so far
-            parent = self.running.tid if self.running is not None else None
+            parent = self.running.race_id if self.running is not None else None
             self.races.thread_started(parent, lt.tid, lt.label)
         lt.op = Op("begin")
         started = _allocate_lock()

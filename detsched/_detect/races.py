@@ -128,11 +128,13 @@ class RaceDetector:
     """The vector clocks and shadow memory of one run."""
 
     def __init__(self):
-        # Invariant: clocks[tid][tid] >= 1 for every thread seen; other entries are what it received.
-        self.clocks: dict[int, list[int]] = {}
-        self.names: dict[int, str] = {}  # tid -> "T1 'worker-1'"
-        self._sync: dict[int, tuple[object, list[int]]] = {}  # id(sync object) -> (it, clock)
-        # (id(owner), tag, key) -> {kind: {tid: (clock entry, site)}}
+        # Identities: a thread's tid (>= 0), or an asyncio task's (< 0, see ``task_identity``).
+        # Invariant: clocks[i][i] >= 1 for every identity i seen; other entries are what it received.
+        self.clocks: dict[int, dict[int, int]] = {}
+        self.names: dict[int, str] = {}  # identity -> "T1 'worker-1'", "task 'Task-2' (in T0)"
+        self._sync: dict[int, tuple[object, dict[int, int]]] = {}  # id(sync object) -> (it, clock)
+        self._tasks: dict[int, tuple[object, int]] = {}  # id(task) -> (task, identity); tasks live for the run
+        # (id(owner), tag, key) -> {kind: {identity: (clock entry, site)}}
         self._shadow: dict[tuple[int, int, object], dict[int, dict[int, tuple[int, str]]]] = {}
         self._owners: dict[int, object] = {}  # id -> a weak reference to the owner, or the owner
         self._keys_of: dict[int, list[tuple[int, int, object]]] = {}  # id(owner) -> its locations
@@ -145,43 +147,56 @@ class RaceDetector:
 
     def thread_started(self, parent: int | None, child: int, name: str) -> None:
         """``child`` begins with everything ``parent`` did before starting it."""
-        clock = list(self.clocks[parent]) if parent is not None and parent in self.clocks else []
-        _grow(clock, child)
-        clock[child] += 1
+        known = self.clocks.get(parent) if parent is not None else None
+        clock = dict(known) if known is not None else {}
+        clock[child] = clock.get(child, 0) + 1
         self.clocks[child] = clock
         self.names[child] = name
-        if parent is not None and parent in self.clocks:
+        if known is not None:
             self._tick(parent)
 
-    def publish(self, tid: int, obj) -> None:
-        """``tid`` releases ``obj`` (unlock, set, put, notify, finish): what it did so far is
-        ordered before whatever later receives ``obj``."""
-        mine = self.clocks.get(tid)
+    def task_identity(self, task, runner: str) -> int:
+        """The identity of an asyncio task: tasks of one loop interleave at their awaits as threads
+        do at scheduling points. It begins with no order; its first step receives its creator's."""
+        known = self._tasks.get(id(task))
+        if known is not None:
+            return known[1]
+        identity = -1 - len(self._tasks)
+        self._tasks[id(task)] = (task, identity)
+        self.clocks[identity] = {identity: 1}
+        self.names[identity] = f"task {task.get_name()!r} (in {runner})"
+        return identity
+
+    def publish(self, identity: int, obj) -> None:
+        """``identity`` releases ``obj`` (unlock, set, put, notify, finish, schedule a callback):
+        what it did so far is ordered before whatever later receives ``obj``."""
+        mine = self.clocks.get(identity)
         if mine is None:
             return
         entry = self._sync.get(id(obj))
         if entry is None:
-            self._sync[id(obj)] = (obj, list(mine))
+            self._sync[id(obj)] = (obj, dict(mine))
         else:
             _join(entry[1], mine)
-        self._tick(tid)
+        self._tick(identity)
 
-    def receive(self, tid: int, obj) -> None:
-        """``tid`` acquires ``obj`` (lock, wait, get, join): it is ordered after every publish."""
-        mine = self.clocks.get(tid)
+    def receive(self, identity: int, obj) -> None:
+        """``identity`` acquires ``obj`` (lock, wait, get, join, run a callback): it is ordered
+        after every publish."""
+        mine = self.clocks.get(identity)
         entry = self._sync.get(id(obj))
         if mine is not None and entry is not None:
             _join(mine, entry[1])
 
-    def _tick(self, tid: int) -> None:
-        self.clocks[tid][tid] += 1
+    def _tick(self, identity: int) -> None:
+        self.clocks[identity][identity] += 1
 
     # ------------------------------------------------------------------ accesses
 
-    def access(self, tid: int, owner, tag: int, key, kind: int, site: str, describe) -> Race | None:
-        """Record an access by ``tid``; return the race it makes with an earlier access, if new.
+    def access(self, identity: int, owner, tag: int, key, kind: int, site: str, describe) -> Race | None:
+        """Record an access by ``identity``; return the race it makes with an earlier access, if new.
         ``describe(owner, tag, key)`` names the location (only called for a race)."""
-        mine = self.clocks.get(tid)
+        mine = self.clocks.get(identity)
         if mine is None:
             return None
         location = (self._track(owner), tag, key)
@@ -192,11 +207,11 @@ class RaceDetector:
         found = None
         for other_kind in CONFLICTS[kind]:
             for other, (entry, other_site) in history.get(other_kind, _NONE).items():
-                if other != tid and (other >= len(mine) or entry > mine[other]):
+                if other != identity and entry > mine.get(other, 0):
                     found = found or Race(describe(owner, tag, key),
                                           Access(self.names[other], _NAMES[other_kind], other_site),
-                                          Access(self.names[tid], _NAMES[kind], site))
-        history.setdefault(kind, {})[tid] = (mine[tid], site)
+                                          Access(self.names[identity], _NAMES[kind], site))
+        history.setdefault(kind, {})[identity] = (mine[identity], site)
         if found is None or found.sites in self._seen:
             return None
         if self.benign.covers(owner, tag, key) or BENIGN.covers(owner, tag, key):
@@ -223,13 +238,7 @@ class RaceDetector:
             self._shadow.pop(location, None)
 
 
-def _grow(clock: list[int], tid: int) -> None:
-    if len(clock) <= tid:
-        clock.extend([0] * (tid + 1 - len(clock)))
-
-
-def _join(into: list[int], other: list[int]) -> None:
-    _grow(into, len(other) - 1)
-    for index, value in enumerate(other):
-        if value > into[index]:
-            into[index] = value
+def _join(into: dict[int, int], other: dict[int, int]) -> None:
+    for identity, value in other.items():
+        if value > into.get(identity, 0):
+            into[identity] = value

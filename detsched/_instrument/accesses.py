@@ -413,7 +413,7 @@ def _item(me, detector, container, key, kind: int, member_kind: int, site: str) 
 
 
 def _report(me, detector, owner, tag: int, key, kind: int, site: str) -> None:
-    race = detector.access(me.tid, owner, tag, key, kind, site, _describe)
+    race = detector.access(me.race_id, owner, tag, key, kind, site, _describe)
     if race is not None:
         me.sched.fail(FailureInfo("data-race", race.headline(), me.label, race_details(race)))
 

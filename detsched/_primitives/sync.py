@@ -262,6 +262,7 @@ class RLock:
             raise RuntimeError("cannot release un-acquired lock")
         me = self._owner
         if me.sched is not None:
+            me.sched.publish(me, self)
             me.sched.wait(me, Op("release", self))
         state, self._count, self._owner = (self._count, me), 0, None
         return state
@@ -272,6 +273,7 @@ class RLock:
             _take_outside(lambda: self._take(me), True)
         else:
             timed_wait(me, "acquire", self, self._free, None, self._holder)
+            me.sched.receive(me, self)
         self._count, self._owner = state
 
     __enter__ = acquire
