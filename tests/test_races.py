@@ -3,6 +3,7 @@ accesses that synchronisation orders, thread-confined ones and single container 
 not. Programs are module-level functions here, so they are rewritten as user code."""
 
 import asyncio
+import dataclasses
 import queue
 import re
 import threading
@@ -490,3 +491,31 @@ def tasks_results_through_await():
 def test_ordered_task_accesses_are_not_races(program):
     report = detsched.explore(program, runs=100, races=True)
     assert report.failure is None, report.failure
+
+
+def two_races():
+    stats = Stats()
+
+    def worker():
+        stats.processed += 1
+        stats.items.append(len(stats.items))
+
+    run_threads(worker, worker)
+
+
+def test_every_distinct_race_of_the_failing_run_is_listed():
+    report = detsched.explore(two_races, runs=20, races=True)
+    assert report.failure.kind == "data-race"
+    locations = [race.location for race in report.races]
+    assert locations[0] == "Stats.processed" and "list (the whole container)" in locations
+    assert "distinct data races in this run:" in str(report.failure)
+
+
+def test_a_race_comes_before_the_failure_it_leads_to():
+    lost = detsched.explore(lost_between_statements, runs=200, preempt_calls=False).failure
+    assert lost.kind == "exception"
+    # The same interleaving with races checked (which adds no scheduling point).
+    checked = dataclasses.replace(lost.schedule, points=dataclasses.replace(lost.schedule.points, races=True))
+    failure = detsched.replay(lost_between_statements, checked)
+    assert failure.kind == "data-race" and failure.message.startswith("Box.n: ")
+    assert "the run then failed: exception: AssertionError: n is 1" in failure.details

@@ -78,8 +78,10 @@ class Execution:
         note, self._note = self._note, ""
         return note
 
-    def freeze(self, failure: FailureInfo | None, usage_error: DetschedUsageError | None) -> ExecutionResult:
-        return ExecutionResult(failure, tuple(self.decisions), self.path, self.steps, tuple(self.trace), usage_error)
+    def freeze(self, failure: FailureInfo | None, usage_error: DetschedUsageError | None,
+               races: tuple = ()) -> ExecutionResult:
+        return ExecutionResult(failure, tuple(self.decisions), self.path, self.steps, tuple(self.trace), usage_error,
+                               races)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class ExecutionResult:
     steps: int  # scheduling steps
     trace: tuple[TraceStep, ...] = ()
     usage_error: DetschedUsageError | None = None
+    races: tuple = ()  # every distinct data race the run made (``detsched._detect.races.Race``), first first
 
     @property
     def deviations(self) -> tuple[tuple[int, int], ...]:

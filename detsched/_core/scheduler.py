@@ -361,7 +361,7 @@ class Scheduler:
         """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is off."""
         if self.failure is None and self.usage_error is None and not self.aborting:
             info.step = info.step or self.execution.steps
-            self.failure = info
+            self.failure = self._first_race_before(info)
             if self.tracing:  # end the timeline with the operations that never completed
                 for t in info.blocked:
                     self.execution.row(TraceStep(self.execution.steps, t.tid, t.name, t.op.describe(), t.op.where,
@@ -384,9 +384,20 @@ class Scheduler:
         if raise_:
             raise RunAborted
 
+    def _first_race_before(self, info: FailureInfo) -> FailureInfo:
+        """A data race comes before whatever failure it may have led to: the run goes on past a
+        race (so that every race it makes is seen), and its first race is what it failed of."""
+        race = self.races.failure if self.races is not None else None
+        if race is None or info.kind == "data-race":
+            return info
+        race.details += f"\n\nthe run then failed: {info.kind}: {info.message}"
+        return race
+
     def _end(self) -> None:
         # From here on nothing is scheduled: threads still unwinding (the failing one, through its
         # finally blocks) must not run others, or the trace would go on past the failure.
+        if self.failure is None and self.usage_error is None and self.races is not None:
+            self.failure = self.races.failure  # a run that only raced
         if not self.aborting:
             main_done = self.main is not None and self.main.finished
             for t in self.live:
@@ -398,7 +409,8 @@ class Scheduler:
 
     def result(self):
         """The frozen record of the run (once it has ended)."""
-        return self.execution.freeze(self.failure, self.usage_error)
+        return self.execution.freeze(self.failure, self.usage_error,
+                                     tuple(self.races.races) if self.races is not None else ())
 
 
 def _all_spinning(threads: list[LogicalThread]) -> bool:

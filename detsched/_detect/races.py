@@ -142,6 +142,8 @@ class RaceDetector:
         self.races: list[Race] = []
         self._seen: set[tuple[str, str]] = set()
         self.benign = BenignRaces()  # marks made during this run
+        #: The run's failure for its first race (``FailureInfo``), once there is one.
+        self.failure = None
 
     # ------------------------------------------------------------------ happens-before
 

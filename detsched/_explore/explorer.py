@@ -183,18 +183,20 @@ def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, 
     # Replaying would block again for the whole watchdog timeout, or run to max_steps again for a
     # timeline too long to read.
     if found.kind in ("blocked", "step-limit"):
-        return _failure(found, schedule, target, (), ())
+        return _failure(found, schedule, target, None, ())
     traced = _replay_run(target, schedule, limits)
     if traced.failure is None or not _same_failure(traced.failure, found):
         note = ("this failure did not happen again when its schedule was replayed: the test depends on "
                 "something besides thread scheduling (wall time, randomness, I/O, state left by earlier runs)")
-        return _failure(found, schedule, target, tuple(traced.trace), (note,))
-    return _failure(traced.failure, schedule, target, tuple(traced.trace), ())
+        return _failure(found, schedule, target, traced, (note,))
+    return _failure(traced.failure, schedule, target, traced, ())
 
 
-def _failure(info: FailureInfo, schedule: Schedule, target: Target, trace, notes) -> Failure:
+def _failure(info: FailureInfo, schedule: Schedule, target: Target, run: ExecutionResult | None, notes) -> Failure:
+    """The public failure: ``info`` with the trace and races of ``run`` (the traced replay), if any."""
+    trace, races = (tuple(run.trace), run.races) if run is not None else ((), ())
     return Failure(info.kind, info.message, schedule, schedule.run_index, info.thread, info.details,
-                   target.spec, trace, info.exception, notes)
+                   target.spec, trace, info.exception, notes, races)
 
 
 def load_schedule(schedule) -> Schedule:
@@ -243,10 +245,10 @@ def replay_traced(target, schedule, *, max_steps: int = settings.MAX_STEPS,
     if result.failure is None:
         return None, result.trace
     if where is None:
-        return _failure(result.failure, recorded, resolved, tuple(result.trace), ()), result.trace
+        return _failure(result.failure, recorded, resolved, result, ()), result.trace
     note = (f"the run no longer followed the schedule {where} (likely because the code changed); this is how "
             "it fails now, and the replay line below replays this run")
-    return _failure(result.failure, taken, resolved, tuple(result.trace), (note,)), result.trace
+    return _failure(result.failure, taken, resolved, result, (note,)), result.trace
 
 
 def _replay_run(target: Target, schedule: Schedule, limits: Limits) -> ExecutionResult:

@@ -414,8 +414,9 @@ def _item(me, detector, container, key, kind: int, member_kind: int, site: str) 
 
 def _report(me, detector, owner, tag: int, key, kind: int, site: str) -> None:
     race = detector.access(me.race_id, owner, tag, key, kind, site, _describe)
-    if race is not None:
-        me.sched.fail(FailureInfo("data-race", race.headline(), me.label, race_details(race)))
+    if race is not None and detector.failure is None:  # the run goes on: later races are listed too
+        detector.failure = FailureInfo("data-race", race.headline(), race.later.thread, race_details(race),
+                                       step=me.sched.steps)
 
 
 def race_details(race: race_kinds.Race) -> str:

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from detsched._core.ops import TraceStep
+from detsched._detect.races import Race
 from detsched._report.timeline import REPORT_ROWS, plural, render_timeline
 from detsched.schedule import Schedule
 
@@ -28,6 +29,9 @@ class Failure:
     trace: tuple[TraceStep, ...] = field(default=(), repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     notes: tuple[str, ...] = ()
+    #: Every distinct data race of the failing run (``Race``: location, earlier and later access),
+    #: first first; the first is the failure when ``kind`` is "data-race".
+    races: tuple[Race, ...] = field(default=(), repr=False)
 
     @property
     def replay_command(self) -> str:
@@ -66,6 +70,9 @@ class Failure:
             lines.append(f"  in {self.thread}")
         if self.details:
             lines += ["", self.details.rstrip()]
+        if len(self.races) > 1:
+            lines += ["", f"{len(self.races)} distinct data races in this run:"]
+            lines += [f"  {race.headline()}  ({race.earlier.site}; {race.later.site})" for race in self.races]
         if self.notes:
             lines += [""] + [f"note: {note}" for note in self.notes]
         if self.trace:
@@ -85,6 +92,11 @@ class Report:
     strategy: str
     seed: int
     elapsed: float = field(default=0.0, compare=False)  # wall seconds, for display only
+
+    @property
+    def races(self) -> tuple[Race, ...]:
+        """Every distinct data race of the failing run (empty when nothing failed)."""
+        return self.failure.races if self.failure is not None else ()
 
     @property
     def runs_per_second(self) -> float:
