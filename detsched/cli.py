@@ -85,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-preempt-calls", dest="preempt_calls", action="store_false",
                      help="switch threads only at synchronisation operations, not also when user "
                           "code calls a function")
-    run.add_argument("--no-preempt-writes", dest="preempt_writes", action="store_false",
+    run.add_argument("--no-preempt-writes", dest="preempt_writes", action="store_false", default=None,
                      help="do not make stores to attributes, items and globals in user code "
                           "scheduling points (races then need a call or a lock in their window, as under the GIL)")
+    run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
+                     help="where threads may switch besides synchronisation: free-threaded (also between two "
+                          "statements, at stores; the default) or gil (only where GIL CPython switches: "
+                          "calls, loop back-edges, blocking operations)")
     run.add_argument("--no-races", dest="races", action="store_false",
                      help="do not check memory accesses for data races (unordered accesses of one "
                           "location, one a write); by default every run is checked")
@@ -126,7 +130,8 @@ def _run(args) -> int:
     progress = _Progress(args.runs) if sys.stderr.isatty() else None
     report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
                      max_steps=args.max_steps, preempt_calls=args.preempt_calls,
-                     preempt_writes=args.preempt_writes, races=args.races, progress=progress)
+                     preempt_writes=args.preempt_writes, preemption=args.preemption, races=args.races,
+                     progress=progress)
     if progress is not None:
         progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",

@@ -28,9 +28,18 @@ SEED = 0
 #: Seconds a thread may run without reaching a scheduling point before the watchdog reports it as
 #: blocked outside detsched's control. Not Final: tests lower it.
 BLOCKED_AFTER = 10.0
+#: Preemption models: where a run may switch threads besides synchronisation (``preemption=``).
+PREEMPTION_MODELS = ("free-threaded", "gil")
 
 
 # --------------------------------------------------------------------------- text (CLI, ini, marker)
+
+def parse_preemption(value) -> str:
+    """A preemption model's name; ``ValueError`` otherwise."""
+    if value not in PREEMPTION_MODELS:
+        raise ValueError(f"expected one of {', '.join(PREEMPTION_MODELS)}, got {value!r}")
+    return value
+
 
 def parse_integer(value) -> int:
     """An integer from text (or an int); ``ValueError`` otherwise."""
@@ -76,6 +85,22 @@ def check_count(name: str, value, most: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most and value > most):
         wanted = f"an integer from 1 to {most}" if most else "a positive integer"
         raise DetschedUsageError(f"{name} must be {wanted}, got {value!r}{' (a bool)' * isinstance(value, bool)}")
+
+
+def check_preemption(preemption: str | None, preempt_writes: bool | None) -> bool:
+    """Whether stores are scheduling points, from the preemption model (``"gil"``: no, as GIL
+    CPython does not switch between two statements with no call; ``"free-threaded"``: yes) or from
+    ``preempt_writes``; the default is free-threaded."""
+    if preemption is None:
+        return True if preempt_writes is None else preempt_writes
+    if preemption not in PREEMPTION_MODELS:
+        raise DetschedUsageError(f"preemption must be one of {', '.join(map(repr, PREEMPTION_MODELS))}, "
+                                 f"got {preemption!r}")
+    writes = preemption == "free-threaded"
+    if preempt_writes is not None and preempt_writes != writes:
+        raise DetschedUsageError(f"preemption={preemption!r} and preempt_writes={preempt_writes!r} disagree; "
+                                 "pass one of them")
+    return writes
 
 
 def seed_from_environment(seed: int) -> int:

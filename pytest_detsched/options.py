@@ -24,9 +24,9 @@ DEFAULT_STRATEGY = settings.STRATEGY
 DEFAULT_DEPTH = settings.DEPTH
 DEFAULT_MAX_STEPS = settings.MAX_STEPS
 #: Arguments ``@pytest.mark.detsched(...)`` accepts.
-MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races")
+MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races", "preemption")
 MARKER_HELP = (f"detsched(runs={DEFAULT_RUNS}, strategy={DEFAULT_STRATEGY!r}, depth={DEFAULT_DEPTH}, seed=None, "
-               f"max_steps={DEFAULT_MAX_STEPS}, races=True): explore the "
+               f"max_steps={DEFAULT_MAX_STEPS}, races=True, preemption='free-threaded'): explore the "
                "test's thread interleavings under detsched's controlled scheduler, re-running the body "
                "once per run, and check its memory accesses for data races")
 
@@ -41,6 +41,7 @@ class Settings:
     seed: int | None = None  # None: derived from the test's node id
     max_steps: int = DEFAULT_MAX_STEPS
     races: bool = True  # check memory accesses for data races
+    preemption: str = "free-threaded"  # or "gil": no switches at stores (settings.PREEMPTION_MODELS)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def add_options(parser) -> None:
                     help="also explore unmarked tests that start threads (ini: detsched_all = true)")
     parser.addini("detsched_all", "explore every test that starts threads, marked or not", type="bool",
                   default=False)
+    _add(parser, group, "preemption", "MODEL",
+         "where threads may switch besides synchronisation: free-threaded (also at stores, the default) or gil")
     _add(parser, group, "save-dir", "DIR",
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
@@ -99,6 +102,7 @@ def read_options(config) -> Options:
             seed=_setting(config, "seed", settings.parse_integer, None),
             max_steps=_setting(config, "max_steps", settings.parse_positive, DEFAULT_MAX_STEPS),
             races=not config.getoption("detsched_no_races") and bool(config.getini("detsched_races")),
+            preemption=_setting(config, "preemption", settings.parse_preemption, "free-threaded"),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
@@ -131,7 +135,7 @@ def _setting(config, name: str, parse, default):
 
 
 _PARSERS = {"runs": settings.parse_runs, "depth": settings.parse_depth, "seed": settings.parse_integer,
-            "max_steps": settings.parse_positive}
+            "max_steps": settings.parse_positive, "preemption": settings.parse_preemption}
 
 
 def marker_settings(marker, defaults: Settings) -> Settings:

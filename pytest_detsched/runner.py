@@ -180,6 +180,7 @@ class ItemRunner:
         try:
             report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
                              depth=settings.depth, max_steps=settings.max_steps, races=settings.races,
+                             preemption=settings.preemption,
                              first_run=self.plan.first_run,
                              blocked_after=self.blocked_after, progress=self._progress)
         except _NothingToExplore:

@@ -85,3 +85,9 @@ def test_readme_replay_line_reproduces_the_bank_failure_in_a_fresh_process():
     replayed = detsched_command(*shlex.split(replay_line.removeprefix("replay: detsched ")))
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert "AssertionError: total is 190, expected 200" in replayed.stdout
+
+
+@pytest.mark.parametrize("example", EXPECTED)
+def test_fixed_twin_has_no_data_race(example):
+    report = detsched.explore(target(example, "fixed"), runs=100, races=True)
+    assert report.failure is None, str(report.failure)

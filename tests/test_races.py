@@ -519,3 +519,19 @@ def test_a_race_comes_before_the_failure_it_leads_to():
     failure = detsched.replay(lost_between_statements, checked)
     assert failure.kind == "data-race" and failure.message.startswith("Box.n: ")
     assert "the run then failed: exception: AssertionError: n is 1" in failure.details
+
+
+def test_the_gil_model_takes_no_switch_at_a_store():
+    assert detsched.explore(lost_between_statements, runs=200, preempt_calls=False,
+                            preemption="gil").failure is None
+    failure = detsched.explore(lost_across_a_call, runs=200, preemption="gil").failure
+    assert failure is not None and failure.free_threading_switches == ()
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"preemption": "nogil"}, "preemption must be one of 'free-threaded', 'gil', got 'nogil'"),
+    ({"preemption": "gil", "preempt_writes": True}, "disagree"),
+])
+def test_bad_preemption_options_say_what_is_expected(options, phrase):
+    with pytest.raises(detsched.DetschedUsageError, match=re.escape(phrase)):
+        detsched.explore(lost_between_statements, runs=1, **options)

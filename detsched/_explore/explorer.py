@@ -93,8 +93,9 @@ def _call(target: Target) -> None:
 
 def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
-            preempt_calls: bool = True, preempt_writes: bool = True, races: bool = False,
-            blocked_after: float | None = None, progress: Callable[[int], None] | None = None) -> Report:
+            preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
+            preemption: str | None = None, blocked_after: float | None = None,
+            progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -104,7 +105,9 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     CPython's GIL. With ``preempt_writes`` (the default), storing to an attribute, an item or a
     global in user code is one too, as free-threaded CPython can switch anywhere: read-modify-write
     races are explored even with no call in their window. Without both, threads switch only at
-    synchronisation operations. With ``races``, every read and write of user code is checked by
+    synchronisation operations. ``preemption`` names the model instead: ``"free-threaded"`` (store
+    points on, the default) or ``"gil"`` (switches only where GIL CPython makes them: function entry,
+    loop back-edges, blocking and synchronising operations). With ``races``, every read and write of user code is checked by
     the race detector, and two accesses of one location that nothing orders, one a write, fail the
     run as ``data-race`` (``docs/races.md``). A thread that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
@@ -113,7 +116,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     resolved = resolve(target)
     seed = settings.seed_from_environment(seed)
     limits = Limits.of(max_steps, blocked_after)
-    points = Points(preempt_calls, preempt_writes, races)
+    points = Points(preempt_calls, settings.check_preemption(preemption, preempt_writes), races)
     chooser = make_strategy(strategy, seed=seed, depth=depth)
     started = real_monotonic()
 
