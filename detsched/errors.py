@@ -49,6 +49,11 @@ class ReplayDivergedWarning(UserWarning):
                          f"{outcome}")
 
 
+class InstrumentWarning(UserWarning):
+    """A module of the project could not be instrumented as asked: detsched runs it with less (no
+    race checks, or no scheduling points in its functions) and says which and why."""
+
+
 class DetschedInternalError(DetschedError):
     """Something unexpected escaped the scheduler: a bug in detsched."""
 

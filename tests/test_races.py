@@ -8,6 +8,7 @@ import queue
 import re
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -535,3 +536,41 @@ def test_the_gil_model_takes_no_switch_at_a_store():
 def test_bad_preemption_options_say_what_is_expected(options, phrase):
     with pytest.raises(detsched.DetschedUsageError, match=re.escape(phrase)):
         detsched.explore(lost_between_statements, runs=1, **options)
+
+
+def test_code_the_access_rewriting_cannot_handle_keeps_its_points_with_a_warning(make_module, monkeypatch):
+    from detsched._instrument import accesses
+
+    def broken(self, node):
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(accesses.AccessRecorder, "visit_Module", broken, raising=False)
+    module = make_module("hard_to_rewrite", """
+import threading
+
+
+class Box:
+    n = 0
+
+
+def main():
+    box = Box()
+
+    def worker():
+        seen = box.n
+        box.n = seen + 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert box.n == 2, f"n is {box.n}"
+""")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        failure = detsched.explore(module.main, runs=200, races=True).failure
+    messages = [str(w.message) for w in caught if issubclass(w.category, detsched.errors.InstrumentWarning)]
+    assert any(re.search(r"hard_to_rewrite\.py \(RecursionError: too deep\); its accesses are not checked", m)
+               for m in messages), messages
+    assert failure is not None and failure.kind == "exception"  # its store points are still there

@@ -6,17 +6,20 @@ changes; a run swaps what the scans found for twins made fresh for it (``Twins``
 from __future__ import annotations
 
 import _thread
+import ast
 import concurrent.futures.thread
 import functools
 import queue
 import sys
 import threading
 import types
+import warnings
 
 from detsched._core.frames import INFRASTRUCTURE, is_project_file, is_user_file
 from detsched._instrument import rewrite
 from detsched._instrument.patches import MISSING, REAL_TWINS
 from detsched._primitives import futures, queues, sync
+from detsched.errors import InstrumentWarning
 
 _REAL_LOCK_TYPE = type(_thread.allocate_lock())
 _REAL_RLOCK_TYPE = type(threading.RLock())
@@ -171,17 +174,35 @@ class _ModuleScan:
 def _compile(module, points: bool, races: bool = False) -> dict[tuple[str, int], list[types.CodeType]]:
     """Every function code object of the module's source (``rewrite.code_objects``), compiled with
     scheduling points (and access reports, with ``races``) or, when ``points`` is false, as the
-    module's loader compiled it."""
+    module's loader compiled it. Source the rewriting cannot handle falls back to less -- without
+    access reports, then as it is -- with an ``InstrumentWarning``; it never breaks a run."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return {}
     try:
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
-        loader = getattr(getattr(module, "__spec__", None), "loader", None)
-        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points, races))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError):
         return {}  # source gone or unreadable: the module runs as it is
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    try:
+        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points, races))
+    except Exception as exc:  # a construct the rewriter gets wrong must not take the module's run down
+        problem = exc
+    if isinstance(problem, SyntaxError) and not _parses(source, path):
+        return {}  # the file on disk is not the module's code any more (edited since the import)
+    fallback = "its accesses are not checked for races" if races else "its functions get no scheduling points"
+    warnings.warn(InstrumentWarning(f"detsched could not instrument {path} ({type(problem).__name__}: {problem}); "
+                                    f"{fallback}"), stacklevel=2)
+    return _compile(module, points, races=False) if races else {}
+
+
+def _parses(source: str, path: str) -> bool:
+    try:
+        ast.parse(source, path)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _functions_of(module, path: str) -> list[types.FunctionType]:
