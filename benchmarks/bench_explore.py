@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import _thread
 import argparse
-import functools
 import os
 import sys
 import threading
@@ -38,7 +37,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import detsched  # noqa: E402
+import programs  # noqa: E402
 from detsched._explore.explorer import run_once  # noqa: E402
 from detsched.schedule import Points  # noqa: E402
 from detsched._core.scheduler import Scheduler  # noqa: E402
@@ -53,8 +55,6 @@ TARGET_RUNS_PER_SECOND = 1000
 LOCK_OPERATIONS = 20
 #: How many times slower than plain threads a controlled run may be (Python 3.12+, and before).
 TARGET_PLAIN_RATIO = 3.0 if sys.version_info >= (3, 12) else 4.0
-#: The bank test: accounts (one lock each), threads, transfers per thread.
-ACCOUNTS, BANK_THREADS, TRANSFERS = 4, 4, 5
 
 
 def two_threads_with_locks() -> None:
@@ -69,25 +69,6 @@ def two_threads_with_locks() -> None:
     _start_and_join(work, work)
     if counter[0] != LOCK_OPERATIONS:
         raise AssertionError(f"counter is {counter[0]}, expected {LOCK_OPERATIONS}")
-
-
-def bank_transfers() -> None:
-    balances = [100] * ACCOUNTS
-    locks = [threading.Lock() for _ in range(ACCOUNTS)]
-
-    def teller(me: int):
-        for transfer in range(TRANSFERS):
-            source, target = me, (me + 1 + transfer) % ACCOUNTS
-            if source == target:
-                continue
-            first, second = sorted((source, target))
-            with locks[first], locks[second]:
-                balances[source] -= 1
-                balances[target] += 1
-
-    _start_and_join(*(functools.partial(teller, me) for me in range(BANK_THREADS)))
-    if sum(balances) != 100 * ACCOUNTS:
-        raise AssertionError(f"money went missing: {balances}")
 
 
 def two_idle_threads() -> None:
@@ -190,7 +171,7 @@ def breakdown(count: int, repeat: int, preempt_calls: bool) -> None:
 def against_plain_threads(runs: int, repeat: int) -> None:
     print(f"against plain threads (PCT, all points on; target <= {TARGET_PLAIN_RATIO:g}x):")
     for name, test in (("2 threads x 20 lock ops", two_threads_with_locks),
-                       (f"bank, {BANK_THREADS} threads x {TRANSFERS} transfers", bank_transfers)):
+                       ("bank, 4 threads x 5 transfers", programs.bank)):
         plain = best_mean(test, runs, repeat)
         controlled = 1 / explorations_per_second("pct", runs, True, repeat, test)
         ratio = controlled / plain

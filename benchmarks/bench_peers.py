@@ -6,7 +6,7 @@ its interpreter, for instance
     python -m venv /tmp/peers && /tmp/peers/bin/pip install frontrun detangle
     python benchmarks/bench_peers.py --peer-python /tmp/peers/bin/python
 
-The programs: two threads x 20 lock operations (10 ``with lock:`` blocks around a shared counter);
+The programs (``programs.py``): two threads x 20 lock operations (10 ``with lock:`` blocks around a shared counter);
 a bank of 4 accounts with a lock each and 4 threads making 5 transfers each; two asyncio tasks x 20
 ``await asyncio.sleep(0)``. Every program passes, so each tool runs all the runs it is asked for.
 detsched explores with PCT, all scheduling points on. frontrun runs its random strategy (one
@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,60 +32,6 @@ REPOSITORY = os.path.dirname(HERE)
 #: How many times the fastest peer's explorations/s detsched aims for, threads and asyncio.
 TARGET_THREADS, TARGET_ASYNCIO = 3.0, 1.5
 
-PROGRAMS = textwrap.dedent('''
-    import asyncio, functools, threading, time
-
-    def lock_counter_work(state):
-        for _ in range(10):
-            with state["lock"]:
-                state["n"][0] += 1
-
-    def lock_counter_setup():
-        return {"lock": threading.Lock(), "n": [0]}
-
-    def bank_setup():
-        return {"locks": [threading.Lock() for _ in range(4)], "balances": [100] * 4, "next": [0]}
-
-    def teller(me, state):
-        locks, balances = state["locks"], state["balances"]
-        for transfer in range(5):
-            source, target = me, (me + 1 + transfer) % 4
-            if source == target:
-                continue
-            first, second = sorted((source, target))
-            with locks[first], locks[second]:
-                balances[source] -= 1
-                balances[target] += 1
-
-    TELLERS = [functools.partial(teller, me) for me in range(4)]
-
-    def run_threads(state, workers):
-        threads = [threading.Thread(target=work, args=(state,)) for work in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    def lock_counter():
-        state = lock_counter_setup()
-        run_threads(state, [lock_counter_work] * 2)
-        assert state["n"][0] == 20
-
-    def bank():
-        state = bank_setup()
-        run_threads(state, TELLERS)
-        assert sum(state["balances"]) == 400
-
-    async def sleeper(state):
-        for _ in range(20):
-            await asyncio.sleep(0)
-        state["done"] += 1
-
-    async def two_tasks():
-        state = {"done": 0}
-        await asyncio.gather(sleeper(state), sleeper(state))
-        assert state["done"] == 2
-''')
 
 #: One batch of one tool on one program, run as ``python -c`` in a pinned process; prints
 #: {"runs": executions done, "seconds": wall time}.
@@ -95,7 +40,7 @@ BATCH = textwrap.dedent('''
     sys.path[:0] = [{repository!r}, {folder!r}]
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {{cpus[-1]}})
-    from peer_programs import *  # a file, so that every tool treats it as user code
+    from programs import *  # benchmarks/programs.py: a file, so that every tool treats it as user code
     tool, program, runs = {tool!r}, {program!r}, {runs!r}
     started = time.perf_counter()
     done = runs
@@ -125,9 +70,9 @@ BATCH = textwrap.dedent('''
 ''')
 
 
-def batch(python: str, folder: str, tool: str, program: str, runs: int) -> float:
+def batch(python: str, tool: str, program: str, runs: int) -> float:
     """Explorations per second of one batch (wall time, in a fresh pinned process)."""
-    code = BATCH.format(repository=REPOSITORY, folder=folder, tool=tool, program=program, runs=runs)
+    code = BATCH.format(repository=REPOSITORY, folder=HERE, tool=tool, program=program, runs=runs)
     command = [python, "-c", code]
     if tool.startswith("frontrun"):  # its strategies run only inside its own launcher
         command.insert(0, os.path.join(os.path.dirname(python), "frontrun"))
@@ -156,9 +101,6 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs per batch")
     parser.add_argument("--repeat", type=int, default=3, help="paired batches per tool; the best counts")
     args = parser.parse_args(argv)
-    folder = tempfile.mkdtemp(prefix="detsched-peers-")
-    with open(os.path.join(folder, "peer_programs.py"), "w") as handle:
-        handle.write(PROGRAMS)
     peers = peer_tools(args.peer_python)
     if not peers:
         raise SystemExit(f"error: neither frontrun nor detangle is installed for {args.peer_python}")
@@ -171,7 +113,7 @@ def main(argv=None) -> None:
             for tool in tools:
                 python = sys.executable if tool == "detsched" else args.peer_python
                 try:
-                    best[tool] = max(best[tool], batch(python, folder, tool, program, args.runs))
+                    best[tool] = max(best[tool], batch(python, tool, program, args.runs))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     print(f"  {tool} on {program}: {str(exc).splitlines()[0]}")
                     best[tool] = best[tool] or float("nan")
