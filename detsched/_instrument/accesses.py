@@ -347,11 +347,16 @@ def _checker():
 
 #: Objects whose attributes each thread has its own of: never shared.
 _THREAD_LOCAL = (_thread._local, _threading_local.local)
+#: Owners nobody can write to (so no access of them races), and methods looked up on functions:
+#: not tracked, so that a loop over many strings or tuples keeps none of them alive.
+_UNCHANGING = frozenset({str, bytes, int, float, complex, bool, tuple, frozenset, range, slice, type(None),
+                         super, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+                         types.BuiltinMethodType})
 
 
 def read_attribute(owner, name: str, site: str):
     me, detector = _checker()
-    if detector is not None and not isinstance(owner, _THREAD_LOCAL):
+    if detector is not None and type(owner) not in _UNCHANGING and not isinstance(owner, _THREAD_LOCAL):
         if type(owner) in _CONTAINERS:
             if name in _MUTATORS:
                 _report(me, detector, owner, race_kinds.WHOLE, None, race_kinds.UPDATE, site)
@@ -370,7 +375,7 @@ def write_attribute(owner, name: str, site: str) -> None:
 
 def read_item(container, key, site: str):
     me, detector = _checker()
-    if detector is not None:
+    if detector is not None and type(container) not in _UNCHANGING:
         _item(me, detector, container, key, race_kinds.READ, race_kinds.MEMBER_READ, site)
     return container
 
@@ -383,7 +388,7 @@ def write_item(container, key, site: str) -> None:
 
 def read_whole(container, site: str):
     me, detector = _checker()
-    if detector is not None and not isinstance(container, (str, bytes, tuple, frozenset, range)):
+    if detector is not None and type(container) not in _UNCHANGING:
         _report(me, detector, container, race_kinds.WHOLE, None, race_kinds.WHOLE_READ, site)
     return container
 
