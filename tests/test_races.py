@@ -487,8 +487,23 @@ def tasks_results_through_await():
     asyncio.run(main())
 
 
+def tasks_before_their_first_await():
+    async def main():
+        stats = Stats()
+
+        async def starter():
+            stats.stop = True
+
+        async def checker():
+            assert stats.stop  # the loop runs first steps in the order the tasks were made
+
+        await asyncio.gather(starter(), checker())
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("program", [tasks_with_a_lock, tasks_hand_over_through_a_queue_and_an_event,
-                                     tasks_results_through_await])
+                                     tasks_results_through_await, tasks_before_their_first_await])
 def test_ordered_task_accesses_are_not_races(program):
     report = detsched.explore(program, runs=100, races=True)
     assert report.failure is None, report.failure

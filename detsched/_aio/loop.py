@@ -85,6 +85,8 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         if me is None or me.sched is not self._sched:
             raise DetschedUsageError("an event loop made during a detsched run can run only inside that run")
         self._runner = me
+        # What the race detector orders tasks' first steps through (``_run_as_its_task``).
+        self._first_steps = object()
         super().run_forever()
 
     def run_until_complete(self, future):
@@ -164,13 +166,23 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
 
     def _run_as_its_task(self, handle) -> None:
         """Run ``handle`` with the race detector seeing the task whose step it is (or the loop's
-        thread, for other callbacks), ordered after whoever scheduled it."""
+        thread, for other callbacks), ordered after whoever scheduled it.
+
+        Tasks' first steps are also ordered after one another, in the order they run: a task's
+        first step is never overtaken (the loop's callbacks are FIFO), so two tasks that touch
+        one object before their first ``await`` (``gather(a(), b())``) cannot interleave there.
+        Steps after an ``await`` get no such order: there, tasks interleave."""
         runner, task = self._runner, _task_of(handle)
+        first = False
         if task is not None:
-            runner.race_id = self._sched.races.task_identity(task, runner.label)
+            runner.race_id, first = self._sched.races.task_identity(task, runner.label)
         try:
             self._sched.receive(runner, handle)
+            if first:
+                self._sched.receive(runner, self._first_steps)
             handle._run()
+            if first:
+                self._sched.publish(runner, self._first_steps)
         finally:
             runner.race_id = runner.tid
 

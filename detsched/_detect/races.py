@@ -157,17 +157,18 @@ class RaceDetector:
         if known is not None:
             self._tick(parent)
 
-    def task_identity(self, task, runner: str) -> int:
-        """The identity of an asyncio task: tasks of one loop interleave at their awaits as threads
-        do at scheduling points. It begins with no order; its first step receives its creator's."""
+    def task_identity(self, task, runner: str) -> tuple[int, bool]:
+        """The identity of an asyncio task, and whether this is its first step: tasks of one loop
+        interleave at their awaits as threads do at scheduling points. It begins with no order;
+        its first step receives its creator's."""
         known = self._tasks.get(id(task))
         if known is not None:
-            return known[1]
+            return known[1], False
         identity = -1 - len(self._tasks)
         self._tasks[id(task)] = (task, identity)
         self.clocks[identity] = {identity: 1}
         self.names[identity] = f"task {task.get_name()!r} (in {runner})"
-        return identity
+        return identity, True
 
     def publish(self, identity: int, obj) -> None:
         """``identity`` releases ``obj`` (unlock, set, put, notify, finish, schedule a callback):
