@@ -589,3 +589,36 @@ def main():
     assert any(re.search(r"hard_to_rewrite\.py \(RecursionError: too deep\); its accesses are not checked", m)
                for m in messages), messages
     assert failure is not None and failure.kind == "exception"  # its store points are still there
+
+
+def test_match_patterns_are_left_as_they_are(make_module):
+    module = make_module("matching", """
+import enum
+import threading
+
+WHERE = {"state": None}
+
+
+class Light(enum.Enum):
+    RED = 1
+    GREEN = 2
+
+
+def main():
+    def switch(light):
+        match light:
+            case Light.RED:
+                WHERE["state"] = "stop"
+            case Light.GREEN if WHERE["state"] is None:
+                WHERE["state"] = "go"
+
+    threads = [threading.Thread(target=switch, args=(light,)) for light in Light]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+""")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", detsched.errors.InstrumentWarning)
+        failure = detsched.explore(module.main, runs=50, races=True).failure
+    assert failure is not None and failure.kind == "data-race" and "dict['state']" in failure.message
