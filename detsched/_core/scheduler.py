@@ -39,7 +39,6 @@ TIMER_SLACK = 1e-3
 RETRYING_WINDOW = 1000
 
 
-
 class Scheduler:
     """Runs one execution of a target under a strategy."""
 
