@@ -12,6 +12,7 @@ schedule string::
 
 from detsched._core.ops import Op as _Op, current as _current
 from detsched._explore.explorer import explore as explore, replay as replay
+from detsched._detect.races import Access as Access, Race as Race
 from detsched._instrument.accesses import benign as benign, unchecked as unchecked
 from detsched._report.failure import Failure as Failure, Report as Report
 from detsched.errors import (
@@ -35,6 +36,6 @@ def yield_point() -> None:
         me.sched.wait(me, _Op("yield_point"))
 
 
-__all__ = ["DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-           "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay", "reproduce",
+__all__ = ["Access", "DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
+           "ReplayDivergedWarning", "Race", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay", "reproduce",
            "unchecked", "yield_point"]

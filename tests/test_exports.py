@@ -14,8 +14,8 @@ PUBLIC_MODULES = ["detsched", "detsched.errors", "detsched.hypothesis", "detsche
                   "detsched.reproduce", "detsched.schedule", "detsched.settings", "detsched.strategies"]
 
 EXPECTED_ALL = {
-    "detsched": {"DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
-                 "ReplayDivergedWarning", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay",
+    "detsched": {"Access", "DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
+                 "ReplayDivergedWarning", "Race", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay",
                  "reproduce", "unchecked", "yield_point"},
     "detsched.strategies": {"BUILTIN", "PCT", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
