@@ -38,6 +38,7 @@ _EPILOG = """\
 examples:
   detsched run examples/bank.py::main
   detsched run tests/test_cache.py::test_stampede --runs 5000 --strategy random
+  detsched run examples/bank.py::fixed --strategy dfs --preemption-bound 2
   detsched replay examples/bank.py::main --schedule 'ds2:...'
   detsched replay failure.json
   detsched show examples/bank.py::main --schedule 'ds2:...'
@@ -56,8 +57,8 @@ def _argument(parse):
     return convert
 
 
-_positive, _runs, _depth, _integer = map(_argument, (settings.parse_positive, settings.parse_runs,
-                                                     settings.parse_depth, settings.parse_integer))
+_positive, _runs, _depth, _integer, _bound = map(_argument, (
+    settings.parse_positive, settings.parse_runs, settings.parse_depth, settings.parse_integer, settings.parse_bound))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", metavar="TARGET", help="'file.py::function' or 'package.module:function'")
     run.add_argument("--strategy", default=settings.STRATEGY,
                      help="how to pick who runs next: pct (priority change points; good at rare orders), "
-                          "random (uniform at each step), or one a plugin adds. Default: pct")
+                          "random (uniform at each step), dfs (every schedule, depth first, until none is "
+                          "left: 'verified'), or one a plugin adds. Default: pct")
     run.add_argument("--runs", type=_runs, default=settings.RUNS, help=f"how many runs to try (default {settings.RUNS})")
     run.add_argument("--seed", type=_integer, default=settings.SEED,
                      help="the same seed explores the same runs on any machine (default 0; "
@@ -88,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-preempt-writes", dest="preempt_writes", action="store_false", default=None,
                      help="do not make stores to attributes, items and globals in user code "
                           "scheduling points (races then need a call or a lock in their window, as under the GIL)")
+    run.add_argument("--preemption-bound", type=_bound, default=None, metavar="K",
+                     help="with --strategy dfs: only schedules with at most K preemptions (a switch away "
+                          "from a thread that could go on)")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
                      help="where threads may switch besides synchronisation: free-threaded (also between two "
                           "statements, at stores; the default) or gil (only where GIL CPython switches: "
@@ -130,7 +135,8 @@ def _run(args) -> int:
     progress = _Progress(args.runs) if sys.stderr.isatty() else None
     report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
                      max_steps=args.max_steps, preempt_calls=args.preempt_calls,
-                     preempt_writes=args.preempt_writes, preemption=args.preemption, races=args.races,
+                     preempt_writes=args.preempt_writes, preemption=args.preemption,
+                     preemption_bound=args.preemption_bound, races=args.races,
                      progress=progress)
     if progress is not None:
         progress.clear()

@@ -65,6 +65,14 @@ def parse_runs(value) -> int:
     return number
 
 
+def parse_bound(value) -> int:
+    """A bound that may be 0 (``--preemption-bound 0``: no preemption at all)."""
+    number = parse_integer(value)
+    if number < 0:
+        raise ValueError(f"must be at least 0, got {number}")
+    return number
+
+
 def parse_depth(value) -> int:
     number = parse_positive(value)
     if number > MAX_DEPTH:

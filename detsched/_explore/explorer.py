@@ -94,8 +94,8 @@ def _call(target: Target) -> None:
 def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
-            preemption: str | None = None, blocked_after: float | None = None,
-            progress: Callable[[int], None] | None = None) -> Report:
+            preemption: str | None = None, preemption_bound: int | None = None,
+            blocked_after: float | None = None, progress: Callable[[int], None] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -109,7 +109,10 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     points on, the default) or ``"gil"`` (switches only where GIL CPython makes them: function entry,
     loop back-edges, blocking and synchronising operations). With ``races``, every read and write of user code is checked by
     the race detector, and two accesses of one location that nothing orders, one a write, fail the
-    run as ``data-race`` (``docs/races.md``). A thread that runs ``blocked_after`` seconds (default
+    run as ``data-race`` (``docs/races.md``). ``strategy="dfs"`` searches the schedules depth first
+    (with at most ``preemption_bound`` preemptions each, if given) and stops when none is left:
+    ``Report.exhausted`` is then True, and a passing report says every schedule was run. A thread
+    that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     """
     settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
@@ -117,7 +120,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     seed = settings.seed_from_environment(seed)
     limits = Limits.of(max_steps, blocked_after)
     points = Points(preempt_calls, settings.check_preemption(preemption, preempt_writes), races)
-    chooser = make_strategy(strategy, seed=seed, depth=depth)
+    chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
     started = real_monotonic()
 
     def found(result: ExecutionResult, index: int) -> Report:
@@ -135,7 +138,10 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             progress(index + 1 - first_run)
         if result.failure is not None:
             return found(result, index)
-    return Report(None, runs, strategy, seed, real_monotonic() - started)
+        if getattr(chooser, "exhausted", False):  # a systematic search that ran every schedule
+            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=True,
+                          bound=preemption_bound)
+    return Report(None, runs, strategy, seed, real_monotonic() - started, bound=preemption_bound)
 
 
 def warm_up(target: Target, limits: Limits, points: Points) -> ExecutionResult:

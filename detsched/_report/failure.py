@@ -92,6 +92,9 @@ class Report:
     strategy: str
     seed: int
     elapsed: float = field(default=0.0, compare=False)  # wall seconds, for display only
+    #: A systematic search (``dfs``) ran every schedule there is (within ``bound`` preemptions).
+    exhausted: bool = False
+    bound: int | None = None  # the preemption bound of a ``dfs`` search
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -103,6 +106,11 @@ class Report:
         return self.runs / self.elapsed if self.elapsed > 0 else 0.0
 
     def __str__(self) -> str:
+        if self.failure is None and self.exhausted:
+            if self.bound is None:
+                return f"verified: all {plural(self.runs, 'schedule')} ({self.strategy}, no bound) -- no failure"
+            return (f"verified up to {plural(self.bound, 'preemption')}: {plural(self.runs, 'schedule')}"
+                    f" ({self.strategy}) -- no failure")
         if self.failure is None:
             return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed})"
         f = self.failure

@@ -6,13 +6,14 @@ from typing import Callable
 
 from detsched import plugins
 from detsched.errors import DetschedUsageError
+from detsched.strategies.dfs import DepthFirst
 from detsched.strategies.pct import PCT
 from detsched.strategies.protocol import Strategy
 from detsched.strategies.random_walk import RandomWalk
 
 #: Strategies detsched ships, selectable by name from the CLI, the pytest plugin and
 #: ``explore(strategy=...)``.
-BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT}
+BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT, "dfs": DepthFirst}
 
 
 def strategy_factories() -> dict[str, Callable[..., Strategy]]:
@@ -27,9 +28,9 @@ def strategy_factories() -> dict[str, Callable[..., Strategy]]:
     return merged
 
 
-def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
-    """A fresh strategy for one exploration; ``DetschedUsageError`` for an unknown name or a plugin's
-    strategy that lacks part of the protocol."""
+def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | None = None) -> Strategy:
+    """A fresh strategy for one exploration; ``DetschedUsageError`` for an unknown name, a plugin's
+    strategy that lacks part of the protocol, or a preemption bound for a strategy without one."""
     factories = strategy_factories()
     try:
         factory = factories[name]
@@ -37,7 +38,15 @@ def make_strategy(name: str, *, seed: int, depth: int) -> Strategy:
         raise DetschedUsageError(
             f"unknown strategy {name!r}; choose one of: {', '.join(sorted(factories))}"
         ) from None
-    strategy = factory(seed=seed, depth=depth)
+    if preemption_bound is None:
+        strategy = factory(seed=seed, depth=depth)
+    elif factory is DepthFirst:
+        try:
+            strategy = factory(seed=seed, depth=depth, preemption_bound=preemption_bound)
+        except ValueError as exc:
+            raise DetschedUsageError(str(exc)) from None
+    else:
+        raise DetschedUsageError(f"a preemption bound is for strategy 'dfs' (depth-first search), not {name!r}")
     missing = [method for method in ("calibrate", "new_execution", "next_task", "next_data")
                if not callable(getattr(strategy, method, None))]
     if missing:

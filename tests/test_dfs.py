@@ -1,0 +1,109 @@
+"""Depth-first search (``strategy="dfs"``): every schedule once, default first, within an optional
+preemption bound; the report says "verified" only when no schedule is left."""
+
+import threading
+
+import pytest
+
+import detsched
+from detsched.strategies import DepthFirst
+
+
+def two_unlocked_increments():
+    box = [0]
+
+    def worker():
+        seen = box[0]
+        box[0] = seen + 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert box[0] == 2, f"box is {box[0]}"
+
+
+def two_locked_increments():
+    box, lock = [0], threading.Lock()
+
+    def worker():
+        with lock:
+            box[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert box[0] == 2
+
+
+def test_dfs_finds_the_lost_update():
+    report = detsched.explore(two_unlocked_increments, strategy="dfs", runs=1000)
+    assert report.failure is not None and "box is 1" in report.failure.message
+    assert not report.exhausted
+
+
+def test_a_correct_program_is_verified_and_every_schedule_runs_once():
+    report = detsched.explore(two_locked_increments, strategy="dfs", runs=100_000)
+    assert report.failure is None and report.exhausted
+    assert str(report).startswith(f"verified: all {report.runs} schedules (dfs, no bound) -- no failure")
+    bounded = detsched.explore(two_locked_increments, strategy="dfs", runs=100_000, preemption_bound=1)
+    assert bounded.exhausted and 1 < bounded.runs < report.runs
+    assert str(bounded).startswith(f"verified up to 1 preemption: {bounded.runs} schedules (dfs)")
+
+
+def test_a_bound_of_zero_runs_only_the_schedules_without_preemptions():
+    report = detsched.explore(two_unlocked_increments, strategy="dfs", runs=1000, preemption_bound=0)
+    assert report.failure is None and report.exhausted  # the lost update needs a preemption
+
+
+def test_a_budget_smaller_than_the_tree_is_not_verified():
+    report = detsched.explore(two_locked_increments, strategy="dfs", runs=2)
+    assert report.failure is None and not report.exhausted
+    assert str(report).startswith("passed: no failure in 2 runs")
+
+
+def walk(search: DepthFirst, tree: dict) -> list[tuple[int, ...]]:
+    """The paths ``search`` takes through ``tree`` (choice -> subtree; {} is a leaf, thread 0 the
+    current one at every decision) until it is exhausted."""
+    paths = []
+    while True:
+        search.new_execution(0)
+        node, path = tree, []
+        while node:
+            choice = search.next_task(sorted(node), 0 if 0 in node else None, yielding=False)
+            path.append(choice)
+            node = node[choice]
+        paths.append(tuple(path))
+        if search.exhausted:
+            return paths
+
+
+def test_the_search_visits_every_leaf_once_default_first():
+    tree = {0: {0: {}, 1: {}}, 1: {0: {}, 2: {}}, 2: {}}
+    assert walk(DepthFirst(), tree) == [(0, 0), (0, 1), (1, 0), (1, 2), (2,)]
+
+
+def test_the_bound_prunes_branches_with_too_many_preemptions():
+    tree = {0: {0: {}, 1: {}}, 1: {0: {}, 2: {}}}
+    # Choosing 1 over the current thread 0 is a preemption; (1, 2) is a second one.
+    assert walk(DepthFirst(preemption_bound=1), tree) == [(0, 0), (0, 1), (1, 0)]
+    assert walk(DepthFirst(preemption_bound=0), tree) == [(0, 0)]
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"strategy": "pct", "preemption_bound": 2}, "a preemption bound is for strategy 'dfs'"),
+    ({"strategy": "dfs", "preemption_bound": -1}, "preemption bound must be a non-negative integer"),
+])
+def test_bad_bounds_say_what_is_expected(options, phrase):
+    with pytest.raises(detsched.DetschedUsageError, match=phrase):
+        detsched.explore(two_locked_increments, runs=1, **options)
+
+
+def test_the_cli_prints_the_verified_line(capsys):
+    from detsched.cli import main
+
+    assert main(["run", "test_dfs:two_locked_increments", "--strategy", "dfs", "--preemption-bound", "1"]) == 0
+    assert "verified up to 1 preemption: " in capsys.readouterr().out
