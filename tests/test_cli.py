@@ -262,8 +262,8 @@ def test_python_dash_m_and_help():
 
 
 def test_unknown_strategy_lists_the_known_ones(target, capsys):
-    assert main(["run", f"{target}::main", "--strategy", "dfs"]) == 2
-    assert "unknown strategy 'dfs'; choose one of: pct, random" in capsys.readouterr().err
+    assert main(["run", f"{target}::main", "--strategy", "bfs"]) == 2
+    assert "unknown strategy 'bfs'; choose one of: dfs, pct, random" in capsys.readouterr().err
 
 
 def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, capsys):
