@@ -107,3 +107,22 @@ def test_the_cli_prints_the_verified_line(capsys):
 
     assert main(["run", "test_dfs:two_locked_increments", "--strategy", "dfs", "--preemption-bound", "1"]) == 0
     assert "verified up to 1 preemption: " in capsys.readouterr().out
+
+
+CALLS = []
+
+
+def decides_differently_each_time():
+    CALLS.append(1)  # the warm-up run and the first schedule start threads; later runs none
+    threads = [threading.Thread(target=lambda: None) for _ in range(2 if len(CALLS) <= 2 else 0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_program_that_is_not_deterministic_is_never_verified():
+    CALLS.clear()
+    report = detsched.explore(decides_differently_each_time, strategy="dfs", runs=1000)
+    assert report.failure is None and not report.exhausted
+    assert str(report).startswith("passed: ")

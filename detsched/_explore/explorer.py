@@ -139,7 +139,10 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         if result.failure is not None:
             return found(result, index)
         if getattr(chooser, "exhausted", False):  # a systematic search that ran every schedule
-            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=True,
+            # ... of the program as it behaved: one whose decisions changed under a replayed prefix
+            # is not deterministic, and its search proves nothing.
+            verified = not getattr(chooser, "diverged", False)
+            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=verified,
                           bound=preemption_bound)
     return Report(None, runs, strategy, seed, real_monotonic() - started, bound=preemption_bound)
 

@@ -49,7 +49,8 @@ class DepthFirst:
         self.position = 0  # decisions made so far in the run in progress
         self.preemptions = 0  # preemptions so far in the run in progress
         self.schedules = 0  # runs started
-        self.diverged = False  # a replayed prefix met other options than recorded
+        self.replaying = 0  # decisions the run in progress must make as the path says
+        self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
 
     def calibrate(self, decisions: int) -> None:
         pass
@@ -98,10 +99,13 @@ class DepthFirst:
 
     def _advance(self) -> None:
         """Move the deepest decision with an option left to that option; drop the decisions after."""
-        del self.path[self.position:]  # decisions the last run never reached (it failed or diverged)
+        if self.position < self.replaying:
+            self.diverged = True  # the last run ended before the decision it was sent down
+        del self.path[self.position:]  # decisions the last run never reached
         while self.path:
             index = self._next_option(self.path[-1])
             if index is not None:
                 self.path[-1].taken = index
+                self.replaying = len(self.path)
                 return
             self.path.pop()
