@@ -339,4 +339,6 @@ def _describe(entry: dict) -> str:
     if entry["mode"] in ("replay", "cached"):
         source = "a given" if entry["mode"] == "replay" else "the cached failing"
         return f"replayed {source} schedule" + (failed or ", passed")
+    if entry.get("verified"):  # a systematic search ran every schedule there is
+        return f"verified, every schedule ran: {pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']})"
     return f"{pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']}, seed {entry['seed']}){failed}"

@@ -189,7 +189,7 @@ class ItemRunner:
                 f"{self.plan.test_id} starts no threads: nothing to explore, so it stopped after its first "
                 "run. Remove @pytest.mark.detsched, or start the threads inside the test body."))
             return
-        self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed)
+        self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed, verified=report.exhausted)
         if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
             self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
             return

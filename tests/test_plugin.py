@@ -786,3 +786,11 @@ def test_a_benign_pattern_without_a_module_is_a_usage_error(pytester):
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*detsched_benign: 'Stats.processed' is not a 'module:Class.attribute'*"])
+
+
+def test_a_test_dfs_ran_every_schedule_of_is_verified_in_the_summary(pytester):
+    pytester.makepyfile(test_counter=FIXED.replace("runs=300", "runs=100000, strategy='dfs'"))
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: verified, every schedule ran: * runs in *"
+                                 " (strategy dfs)"])
