@@ -177,7 +177,7 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         if task is not None:
             runner.race_id, first = self._sched.races.task_identity(task, runner.label)
         try:
-            self._sched.receive(runner, handle)
+            self._sched.receive(runner, handle, once=True)
             if first:
                 self._sched.receive(runner, self._first_steps)
             handle._run()

@@ -165,10 +165,10 @@ class Scheduler:
         if self.races is not None:
             self.races.publish(me.race_id, obj)
 
-    def receive(self, me: LogicalThread, obj) -> None:
+    def receive(self, me: LogicalThread, obj, *, once: bool = False) -> None:
         """``me`` acquires ``obj`` (see ``RaceDetector.receive``)."""
         if self.races is not None:
-            self.races.receive(me.race_id, obj)
+            self.races.receive(me.race_id, obj, once=once)
 
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""

@@ -87,10 +87,7 @@ class BenignRaces:
 
     def mark(self, obj, names: tuple[str, ...]) -> None:
         ident = id(obj)
-        try:
-            held = weakref.ref(obj, lambda _, ident=ident: self._objects.pop(ident, None))
-        except TypeError:  # a dict or a list: kept while the mark stands
-            held = obj
+        held = _held(obj, lambda: self._objects.pop(ident, None))  # a dict or a list: kept while the mark stands
         known = self._objects.get(ident)
         merged = None if not names or (known is not None and known[1] is None) else \
             frozenset(names) | (known[1] if known is not None else frozenset())
@@ -183,11 +180,12 @@ class RaceDetector:
             _join(entry[1], mine)
         self._tick(identity)
 
-    def receive(self, identity: int, obj) -> None:
+    def receive(self, identity: int, obj, *, once: bool = False) -> None:
         """``identity`` acquires ``obj`` (lock, wait, get, join, run a callback): it is ordered
-        after every publish."""
+        after every publish. ``once``: nothing receives ``obj`` again (an event-loop callback
+        runs once), so its clock is dropped rather than kept for the rest of the run."""
         mine = self.clocks.get(identity)
-        entry = self._sync.get(id(obj))
+        entry = self._sync.pop(id(obj), None) if once else self._sync.get(id(obj))
         if mine is not None and entry is not None:
             _join(mine, entry[1])
 
@@ -228,10 +226,7 @@ class RaceDetector:
         ident = id(owner)
         if ident in self._owners:
             return ident
-        try:
-            self._owners[ident] = weakref.ref(owner, lambda _, ident=ident: self._forget(ident))
-        except TypeError:  # no weak references (list, dict, __slots__ without __weakref__)
-            self._owners[ident] = owner
+        self._owners[ident] = _held(owner, lambda: self._forget(ident))
         self._keys_of[ident] = []
         return ident
 
@@ -239,6 +234,15 @@ class RaceDetector:
         self._owners.pop(ident, None)
         for location in self._keys_of.pop(ident, ()):
             self._shadow.pop(location, None)
+
+
+def _held(obj, forget):
+    """A weak reference to ``obj`` that calls ``forget()`` when it dies; ``obj`` itself when it has
+    no weak references (a list, a dict, ``__slots__`` without ``__weakref__``)."""
+    try:
+        return weakref.ref(obj, lambda _: forget())
+    except TypeError:
+        return obj
 
 
 def _join(into: dict[int, int], other: dict[int, int]) -> None:
