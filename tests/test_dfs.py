@@ -9,6 +9,14 @@ import detsched
 from detsched.strategies import DepthFirst
 
 
+def run_twice(worker):
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def two_unlocked_increments():
     box = [0]
 
@@ -16,11 +24,7 @@ def two_unlocked_increments():
         seen = box[0]
         box[0] = seen + 1
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_twice(worker)
     assert box[0] == 2, f"box is {box[0]}"
 
 
@@ -31,11 +35,7 @@ def two_locked_increments():
         with lock:
             box[0] += 1
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_twice(worker)
     assert box[0] == 2
 
 
