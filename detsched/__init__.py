@@ -6,8 +6,8 @@ schedule string::
 
     report = detsched.explore(test, runs=1000)
     if report.failure:
-        print(report.failure.schedule.dumps())     # 'ds2:...'
-    detsched.replay(test, "ds2:...")                # the same failure, every time
+        print(report.failure.schedule.dumps())     # 'ds3:...'
+    detsched.replay(test, "ds3:...")                # the same failure, every time
 """
 
 from detsched._core.ops import Op as _Op, current as _current

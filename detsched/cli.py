@@ -39,9 +39,10 @@ examples:
   detsched run examples/bank.py::main
   detsched run tests/test_cache.py::test_stampede --runs 5000 --strategy random
   detsched run examples/bank.py::fixed --strategy dfs --preemption-bound 2
-  detsched replay examples/bank.py::main --schedule 'ds2:...'
+  detsched run examples/bank.py::fixed --strategy dpor
+  detsched replay examples/bank.py::main --schedule 'ds3:...'
   detsched replay failure.json
-  detsched show examples/bank.py::main --schedule 'ds2:...'
+  detsched show examples/bank.py::main --schedule 'ds3:...'
 """
 
 
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", default=settings.STRATEGY,
                      help="how to pick who runs next: pct (priority change points; good at rare orders), "
                           "random (uniform at each step), dfs (every schedule, depth first, until none is "
-                          "left: 'verified'), or one a plugin adds. Default: pct")
+                          "left: 'verified'), dpor (dfs with partial-order reduction: one schedule per class "
+                          "of equivalent interleavings), or one a plugin adds. Default: pct")
     run.add_argument("--runs", type=_runs, default=settings.RUNS, help=f"how many runs to try (default {settings.RUNS})")
     run.add_argument("--seed", type=_integer, default=settings.SEED,
                      help="the same seed explores the same runs on any machine (default 0; "
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not make stores to attributes, items and globals in user code "
                           "scheduling points (races then need a call or a lock in their window, as under the GIL)")
     run.add_argument("--preemption-bound", type=_bound, default=None, metavar="K",
-                     help="with --strategy dfs: only schedules with at most K preemptions (a switch away "
+                     help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
                           "from a thread that could go on)")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
                      help="where threads may switch besides synchronisation: free-threaded (also between two "
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
         command.add_argument("source", metavar="FILE|TARGET",
                              help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
-        command.add_argument("--schedule", metavar="STR", help="the 'ds2:...' string a failure report printed")
+        command.add_argument("--schedule", metavar="STR", help="the 'ds3:...' string a failure report printed")
         command.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS, help="as for run")
     return parser
 
@@ -173,7 +175,7 @@ def _replay_inputs(args) -> tuple[str, str]:
     if args.schedule is not None:
         return args.source, args.schedule
     if args.source.endswith(".py") or "::" in args.source or ":" in args.source and not os.path.exists(args.source):
-        raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds2:...' (or give a JSON file)")
+        raise DetschedUsageError(f"{args.command} {args.source} needs --schedule 'ds3:...' (or give a JSON file)")
     try:
         with open(args.source, encoding="utf-8") as handle:
             schedule, data = Schedule.from_json(handle.read())

@@ -1,4 +1,4 @@
-"""``@detsched.reproduce('ds2:...')``: make a test replay exactly one recorded schedule.
+"""``@detsched.reproduce('ds3:...')``: make a test replay exactly one recorded schedule.
 
 The pytest plugin prints this decorator under every failure it finds. A decorated test runs once,
 under that schedule, instead of exploring: the failure comes back on every run until the code is

@@ -6,7 +6,7 @@ run, otherwise the lowest-numbered thread that can -- so a schedule stores only 
 deviate from it, as ``(decision, value)`` pairs: the index of the decision, and the value taken. A
 two-thread lost update is one or two deviations.
 
-String layout (``ds2:`` + unpadded URL-safe base64 of)::
+String layout (``ds3:`` + unpadded URL-safe base64 of)::
 
     varint  len(strategy), strategy name (ASCII)
     varint  flags (bit 0: user function calls were not scheduling points; bit 1: nor were stores;
@@ -30,11 +30,13 @@ from detsched.errors import ScheduleError, a_type
 
 #: The version written in front of every schedule string; bump it when the layout or the meaning of
 #: a decision changes, so that old strings are refused with a clear message instead of misreplayed.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: What changed at each version, for the message that refuses an older string.
 CHANGES = {
     2: "a store in a nested function is one scheduling point, where it was one per level of nesting; "
        "closures that only the target reaches get store points; call points come from the rewritten code",
+    3: "every non-blocking check (try-acquire, is_set(), get_nowait(), empty()...) is followed by a scheduling "
+       "point where it returns, where only a failed try-acquire was",
 }
 _PREFIX = f"ds{FORMAT_VERSION}:"
 #: The characters of unpadded URL-safe base64, all a schedule string's body may contain.

@@ -72,7 +72,7 @@ def add_options(parser) -> None:
                   default=True)
     parser.addini("detsched_benign", "intentional data races not to report, one 'module:Class.attribute' "
                   "(or 'module:GLOBAL') pattern a line, * and ? as wildcards", type="linelist", default=[])
-    group.addoption("--detsched-replay", metavar="'ds2:...'", default=None,
+    group.addoption("--detsched-replay", metavar="'ds3:...'", default=None,
                     help="replay this schedule (printed under a failure) in the test it was recorded for, "
                          "instead of exploring")
     group.addoption("--detsched-all", action="store_true", default=None,

@@ -31,7 +31,7 @@ def target(tmp_path):
 
 
 def replay_line(out):
-    return re.search(r"replay: detsched replay (\S+) --schedule '(ds2:[^']+)'", out)
+    return re.search(r"replay: detsched replay (\S+) --schedule '(ds3:[^']+)'", out)
 
 
 def test_run_finds_the_bug_and_prints_the_replay_line(target, capsys):
@@ -74,8 +74,8 @@ def test_save_to_a_folder_asks_for_a_file_name(target, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"schedule": 12, "target": "x.py::main"}', 'its "schedule" is a number, not a \'ds2:...\' string'),
-    ('["ds2:AAAA"]', 'expected a JSON object with a "schedule" string, got a list'),
+    ('{"schedule": 12, "target": "x.py::main"}', 'its "schedule" is a number, not a \'ds3:...\' string'),
+    ('["ds3:AAAA"]', 'expected a JSON object with a "schedule" string, got a list'),
     ('{"target": "x.py::main"}', 'it has no "schedule" key'),
     ("not json", "not valid JSON (line 1, column 1)"),
     (b"\x89PNG\r\n\x1a\n\xff\xfe", "not a detsched schedule file: it is not text"),
@@ -190,7 +190,7 @@ def test_module_that_fails_to_import_shows_its_traceback(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("schedule, message", [
-    ("ds2:AAAA", "corrupt or truncated"),
+    ("ds3:AAAA", "corrupt or truncated"),
     ("ds9:AAAA", "'ds9' is not supported"),
     ("nonsense", "not a detsched schedule"),
 ])
@@ -263,14 +263,14 @@ def test_python_dash_m_and_help():
 
 def test_unknown_strategy_lists_the_known_ones(target, capsys):
     assert main(["run", f"{target}::main", "--strategy", "bfs"]) == 2
-    assert "unknown strategy 'bfs'; choose one of: dfs, pct, random" in capsys.readouterr().err
+    assert "unknown strategy 'bfs'; choose one of: dfs, dpor, pct, random" in capsys.readouterr().err
 
 
 def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, capsys):
     from detsched import Schedule
 
     saved = tmp_path / "test_x.detsched.json"
-    command = "pytest 'test_x.py::test_y' --detsched-replay='ds2:...'"
+    command = "pytest 'test_x.py::test_y' --detsched-replay='ds3:...'"
     saved.write_text(Schedule(1, "pct", 0, 0, 1).to_json(test="test_x.py::test_y", pytest=command))
     assert main(["replay", str(saved)]) == 2
     assert command in capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_counter():
     assert count_twice(SafeCounter()) == 2
 """
 
-REPLAY = re.compile(r"--detsched-replay='(ds2:[A-Za-z0-9_-]+)'")
+REPLAY = re.compile(r"--detsched-replay='(ds3:[A-Za-z0-9_-]+)'")
 
 
 @pytest.fixture
@@ -90,8 +90,8 @@ def test_buggy_marked_test_fails_with_kind_interleaving_and_replay_lines(pyteste
         "*in T0 'MainThread'",
         "*assert count_twice(Counter()) == 2",
         "Interleaving (1 preemption, * steps):",
-        "Replay with: pytest 'test_counter.py::test_counter' --detsched-replay='ds2:*'",
-        "         or: @detsched.reproduce('ds2:*')",
+        "Replay with: pytest 'test_counter.py::test_counter' --detsched-replay='ds3:*'",
+        "         or: @detsched.reproduce('ds3:*')",
     ])
 
 
@@ -136,7 +136,7 @@ def test_reproduce_decorator_replays_its_schedule(pytester):
 
 def test_reproduce_decorator_refuses_a_corrupt_string_at_import(pytester):
     pytester.makepyfile(test_counter=BUGGY.replace("@pytest.mark.detsched(runs=300)",
-                                                   "@detsched.reproduce('ds2:AAAA')"))
+                                                   "@detsched.reproduce('ds3:AAAA')"))
     result = run(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*corrupt or truncated schedule*"])
@@ -220,7 +220,7 @@ def test_unknown_strategy_option_is_a_usage_error(pytester):
     result = run(pytester, "--detsched-strategy=fastest")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: detsched: test_counter.py::test_counter: unknown strategy 'fastest'; "
-                                 "choose one of: dfs, pct, random"])
+                                 "choose one of: dfs, dpor, pct, random"])
 
 
 def test_negative_runs_option_is_a_usage_error(pytester):
@@ -355,7 +355,7 @@ def test_fixture(detsched):
     thread.join()
     schedule = detsched.schedule()
     assert (schedule.run_index, schedule.seed) == (detsched.run_index, detsched.seed)
-    assert schedule.dumps().startswith("ds2:")
+    assert schedule.dumps().startswith("ds3:")
 
 
 def test_runs_seen():
@@ -682,7 +682,7 @@ def test_detsched_all_explores_unittest_cases_with_a_fresh_instance_per_run(pyte
     result.stdout.fnmatch_lines_random([
         "test_cases.py::TestCounter::test_locked: 50 runs in *",
         "exception: AssertionError: 1 != 2",
-        "Replay with: pytest 'test_cases.py::TestCounter::test_racy' --detsched-replay='ds2:*'",
+        "Replay with: pytest 'test_cases.py::TestCounter::test_racy' --detsched-replay='ds3:*'",
         "not explored (started no thread): 1 test, ran as usual: test_cases.py::TestCounter::test_single_threaded",
     ])
     schedule = replay_string(result)
@@ -765,7 +765,7 @@ def test_a_data_race_fails_a_marked_test_unless_races_are_off(pytester):
     result.stdout.fnmatch_lines([
         "*data-race: Stats.processed: * by T2 * races with * by T1 *",
         "*no happens-before order*",
-        "Replay with: pytest 'test_racy.py::test_racy' --detsched-replay='ds2:*'",
+        "Replay with: pytest 'test_racy.py::test_racy' --detsched-replay='ds3:*'",
     ])
 
 

@@ -42,7 +42,7 @@ def test_rare():
 """
 
 FOUND = re.compile(r"detsched found a failure in run (\d+) .*\n(?:.*\n)*?"
-                   r"Replay with: .*--detsched-replay='(ds2:[^']+)'")
+                   r"Replay with: .*--detsched-replay='(ds3:[^']+)'")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 ``data/recorded_schedules.json`` holds what exploring the bundled examples found: each schedule
 string, the failure's kind and message, and the interleaving (thread, operation, note of every
 step). They were recorded before the package was reorganised into layers and recorded again (by
-``data/record_schedules.py``) only when the format became ``ds2``. Any change to how runs are
+``data/record_schedules.py``) only when the format became ``ds3``. Any change to how runs are
 scheduled or recorded that would break users' saved schedules without a new format version fails
 here.
 """

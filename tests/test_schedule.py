@@ -39,7 +39,7 @@ def test_json_round_trip(schedule):
 
 def test_strings_are_short():
     schedule = Schedule(fingerprint("bank:main"), "pct", 0, 6, 30, ((4, 2),), Points(), (51234,), 2**32 - 1)
-    assert len(schedule.dumps()) < 45 and schedule.dumps().startswith("ds2:")
+    assert len(schedule.dumps()) < 45 and schedule.dumps().startswith("ds3:")
 
 
 def test_quotes_and_whitespace_from_copy_paste_are_accepted():
@@ -61,7 +61,7 @@ def test_corrupt_schedule_is_refused():
 
 
 def test_other_version_is_refused_by_name():
-    with pytest.raises(ScheduleError, match="'ds7' is not supported .* reads 'ds2'"):
+    with pytest.raises(ScheduleError, match="'ds7' is not supported .* reads 'ds3'"):
         Schedule.loads("ds7:AAAA")
 
 
@@ -69,7 +69,7 @@ def test_a_schedule_of_an_older_format_says_what_changed_and_what_to_do():
     with pytest.raises(ScheduleError) as caught:
         Schedule.loads("ds1:A3BjdAAABBkBBwKA2AG5rmrlRJpn1y8ibWY")
     message = str(caught.value)
-    assert "'ds1' was recorded by an older detsched, and this one reads 'ds2'" in message
+    assert "'ds1' was recorded by an older detsched, and this one reads 'ds3'" in message
     assert "a store in a nested function is one scheduling point" in message
     assert "Record it again" in message
 
@@ -153,13 +153,13 @@ def test_every_prefix_of_a_schedule_string_is_corrupt_or_truncated(length):
 URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-@given(st.text(max_size=60) | st.text(URLSAFE, max_size=60).map(lambda body: "ds2:" + body))
+@given(st.text(max_size=60) | st.text(URLSAFE, max_size=60).map(lambda body: "ds3:" + body))
 def test_garbage_raises_schedule_error(text):
     try:
         Schedule.loads(text)
     except ScheduleError as exc:
         assert "Traceback" not in str(exc)
-        if text.startswith("ds2:"):
+        if text.startswith("ds3:"):
             assert "corrupt or truncated schedule" in str(exc)
 
 
@@ -169,7 +169,7 @@ def test_garbage_with_a_valid_checksum_raises_schedule_error_or_loads(payload):
     import zlib
 
     raw = payload + zlib.crc32(payload).to_bytes(4, "big")
-    text = "ds2:" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    text = "ds3:" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
     try:
         assert isinstance(Schedule.loads(text), Schedule)
     except ScheduleError as exc:
@@ -185,18 +185,18 @@ def test_line_breaks_from_a_wrapped_terminal_are_ignored():
     assert Schedule.loads(REAL[:20] + "\n  " + REAL[20:]) == Schedule.loads(REAL)
 
 
-@pytest.mark.parametrize("value", [None, 42, b"ds2:AAAA"])
+@pytest.mark.parametrize("value", [None, 42, b"ds3:AAAA"])
 def test_loads_of_a_non_string_names_the_type(value):
-    with pytest.raises(ScheduleError, match="expected a schedule string like 'ds2:...', got "):
+    with pytest.raises(ScheduleError, match="expected a schedule string like 'ds3:...', got "):
         Schedule.loads(value)
 
 
 @pytest.mark.parametrize("text, message", [
     ("[1, 2]", 'not a detsched schedule file: expected a JSON object with a "schedule" string, got a list'),
-    ('"ds2:AAAA"', 'expected a JSON object with a "schedule" string, got a string'),
+    ('"ds3:AAAA"', 'expected a JSON object with a "schedule" string, got a string'),
     ('{"target": "x.py::main"}', 'not a detsched schedule file: it has no "schedule" key'),
-    ('{"schedule": 12}', 'not a detsched schedule file: its "schedule" is a number, not a \'ds2:...\' string'),
-    ('{"schedule": ["ds2:AAAA"]}', 'its "schedule" is a list, not'),
+    ('{"schedule": 12}', 'not a detsched schedule file: its "schedule" is a number, not a \'ds3:...\' string'),
+    ('{"schedule": ["ds3:AAAA"]}', 'its "schedule" is a list, not'),
     ('{"schedule": null}', 'its "schedule" is null, not'),
     ("{not json", "not a detsched schedule file: not valid JSON (line 1"),
 ])

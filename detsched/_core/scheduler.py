@@ -21,6 +21,7 @@ from typing import Callable
 from detsched._core import frames, outside
 from detsched._core.clock import VirtualClock
 from detsched._core.execution import Execution
+from detsched._core.footprints import Footprints
 from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, set_current
 from detsched._detect import threads as detect
 from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
@@ -57,6 +58,11 @@ class Scheduler:
         #: The race detector of this run (``detsched._detect.races.RaceDetector``), or None when
         #: accesses are not checked. Set by the world.
         self.races = None
+        #: What every step touched, for a strategy that reduces by dependencies (``dpor``), or None.
+        self.footprints: Footprints | None = None
+        if getattr(strategy, "needs_footprints", False):
+            self.footprints = Footprints()
+            strategy.watch(self.footprints)
         self.threads: list[LogicalThread] = []  # index == tid
         self.live: list[LogicalThread] = []  # started, not finished, in tid order
         self.running: LogicalThread | None = None  # holds the baton
@@ -90,6 +96,8 @@ class Scheduler:
         me.ops += 1
         if op.resource is not None:
             me.sync_ops += 1
+        if op.done and op.resource is not None and self.footprints is not None:
+            self.footprints.touch(op.resource)  # its effect is part of the step that ends here
         if self.tracing:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
@@ -146,15 +154,16 @@ class Scheduler:
         is not spinning: time must not jump past a timed wait because of it."""
         before = me.sync_ops
         self.wait(me, op)
-        if progressed():
+        succeeded = progressed()
+        # CPython can switch threads when the check returns, whatever it returned: without this
+        # point, what the thread does next up to its next point (a back-off that releases what it
+        # holds, a critical section entered by a try-acquire) would look atomic to every other
+        # check, and the classic try-lock livelock, or a second try-acquire that fails, unreachable.
+        self.wait(me, Op("checked", None, done=True))
+        if succeeded:
             me.failed_poll = None
             return True
         self.last_failed_poll = self.execution.steps
-        if op.kind == "try-acquire":
-            # CPython can switch threads when a failed try-acquire returns: without this point a
-            # thread that backs off (releases what it holds, then retries) could never be
-            # overtaken in between, and the classic livelock would be unreachable.
-            self.wait(me, Op("gave up", None, done=True))
         spinning = me.failed_poll == (op.kind, op.resource, before)
         me.failed_poll = (op.kind, op.resource, me.sync_ops)
         me.spinning = spinning
@@ -164,11 +173,15 @@ class Scheduler:
         """``me`` releases ``obj`` (see ``RaceDetector.publish``): a no-op unless races are checked."""
         if self.races is not None:
             self.races.publish(me.race_id, obj)
+        if self.footprints is not None:
+            self.footprints.touch(obj, published=True)
 
     def receive(self, me: LogicalThread, obj, *, once: bool = False) -> None:
         """``me`` acquires ``obj`` (see ``RaceDetector.receive``)."""
         if self.races is not None:
             self.races.receive(me.race_id, obj, once=once)
+        if self.footprints is not None:
+            self.footprints.touch(obj, received=True)
 
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
@@ -212,10 +225,12 @@ class Scheduler:
         if yielding:
             runnable.remove(me)
         execution = self.execution
+        decision = -1
         if len(runnable) == 1:
             chosen = runnable[0]
             current = me.tid if chosen is me else None
         else:
+            decision = len(execution.decisions)
             current = me.tid if me in runnable else None
             tids = [t.tid for t in runnable]
             self._verify_path()
@@ -226,6 +241,8 @@ class Scheduler:
             execution.decided((me.tid, me.ops), tuple(tids), default_task(tids, current), tid)
             chosen = self.threads[tid]
         execution.stepped(chosen.tid, chosen.op.kind)
+        if self.footprints is not None:
+            self._step_footprint(chosen, decision)
         self.clock.tick()
         if self.tracing:
             self._record(me, chosen, current)
@@ -234,6 +251,16 @@ class Scheduler:
                         and execution.steps - self.last_failed_poll < RETRYING_WINDOW)
             self.out_of_steps(me, retrying or any(t.spinning for t in self.live))
         return chosen
+
+    def _step_footprint(self, chosen: LogicalThread, decision: int) -> None:
+        footprints, op = self.footprints, chosen.op
+        footprints.begin(chosen.tid, decision)
+        if op.kind == "begin":
+            footprints.touch_thread(chosen.tid, received=True)  # after whatever started it
+        elif op.resource is not None and not op.done:
+            footprints.touch(op.resource)
+        if op.deadline is not None:
+            footprints.touch_clock()
 
     def _let_time_pass(self, runnable: list[LogicalThread]) -> list[LogicalThread]:
         """Every thread waits -- or only spins on polls, which burns time too: virtual time passes,
@@ -286,6 +313,8 @@ class Scheduler:
         if self.races is not None:  # the new thread begins after what its starter did so far
             parent = self.running.race_id if self.running is not None else None
             self.races.thread_started(parent, lt.tid, lt.label)
+        if self.footprints is not None and self.running is not None:
+            self.footprints.touch_thread(lt.tid, published=True)
         lt.op = Op("begin")
         started = _allocate_lock()
         started.acquire()

@@ -45,6 +45,8 @@ CONFLICTS = {
     MEMBER_READ: (UPDATE,),
     MEMBER_WRITE: (UPDATE, WHOLE_READ),
 }
+#: Kinds that only read: every other kind changes what a later access sees.
+READS = frozenset({READ, WHOLE_READ, MEMBER_READ})
 # Location tags: (id(owner), tag, key).
 ATTRIBUTE, ITEM, WHOLE = range(3)
 _NONE: dict = {}  # no earlier access of a kind (never written to)
@@ -124,7 +126,11 @@ def forget_benign(patterns) -> None:
 class RaceDetector:
     """The vector clocks and shadow memory of one run."""
 
-    def __init__(self):
+    def __init__(self, *, footprints=None, report: bool = True):
+        #: The run's ``Footprints`` when a partial-order reduction needs every access as a
+        #: dependency, or None.
+        self.footprints = footprints
+        self.report = report  # False: accesses are only footprints, never checked for races
         # Identities: a thread's tid (>= 0), or an asyncio task's (< 0, see ``task_identity``).
         # Invariant: clocks[i][i] >= 1 for every identity i seen; other entries are what it received.
         self.clocks: dict[int, dict[int, int]] = {}
@@ -197,7 +203,8 @@ class RaceDetector:
     def access(self, identity: int, owner, tag: int, key, kind: int, site: str, describe) -> Race | None:
         """Record an access by ``identity``; return the race it makes with an earlier access, if new.
         ``describe(owner, tag, key)`` names the location (only called for a race)."""
-        mine = self.clocks.get(identity)
+        self.depend(owner, tag, key, kind)
+        mine = self.clocks.get(identity) if self.report else None
         if mine is None:
             return None
         location = (self._track(owner), tag, key)
@@ -220,6 +227,11 @@ class RaceDetector:
         self._seen.add(found.sites)
         self.races.append(found)
         return found
+
+    def depend(self, owner, tag: int, key, kind: int) -> None:
+        """Count an access in the running step's footprint (a dependency, not a race check)."""
+        if self.footprints is not None:
+            self.footprints.access(owner, tag, key, kind not in READS)
 
     def _track(self, owner) -> int:
         """id(owner), made safe to key on: see the module docstring."""

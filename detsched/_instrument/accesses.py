@@ -340,7 +340,7 @@ class unchecked(contextlib.ContextDecorator):
 def _checker():
     """(me, its run's race detector), or (None, None) when this access is not checked."""
     me = current()
-    if me is None or me.detached or me.unchecked:
+    if me is None or me.detached:
         return None, None
     return me, me.sched.races
 
@@ -405,6 +405,15 @@ def write_global(name: str, site: str) -> None:
         _report(me, detector, sys._getframe(1).f_globals, race_kinds.ATTRIBUTE, name, race_kinds.WRITE, site)
 
 
+def handed_over(fn, site: str) -> None:
+    """``fn``, which user code handed over (a pool task, a thread's target), is about to be called
+    by detsched's own code: a builtin container method (``results.append``) is then an access of
+    its container, as the same call written in user code is."""
+    owner = getattr(fn, "__self__", None)
+    if type(fn) is types.BuiltinMethodType and type(owner) in _CONTAINERS:
+        read_attribute(owner, fn.__name__, site)
+
+
 def _item(me, detector, container, key, kind: int, member_kind: int, site: str) -> None:
     try:
         hash(key)
@@ -418,6 +427,9 @@ def _item(me, detector, container, key, kind: int, member_kind: int, site: str) 
 
 
 def _report(me, detector, owner, tag: int, key, kind: int, site: str) -> None:
+    if me.unchecked:  # not checked, but still a dependency for a partial-order reduction
+        detector.depend(owner, tag, key, kind)
+        return
     race = detector.access(me.race_id, owner, tag, key, kind, site, _describe)
     if race is not None and detector.failure is None:  # the run goes on: later races are listed too
         detector.failure = FailureInfo("data-race", race.headline(), race.later.thread, race_details(race),

@@ -345,11 +345,12 @@ def _no_point(description: str) -> None:
     """A point that a run's options turned off."""
 
 
-def helpers(points) -> dict[str, object]:
+def helpers(points, report_accesses: bool = False) -> dict[str, object]:
     """The names rewritten code calls, to be put in the globals of every rewritten module for a run
-    with ``points`` (``schedule.Points``): the points it turned off do nothing."""
+    with ``points`` (``schedule.Points``): the points it turned off do nothing, and access reports
+    pass on unless ``report_accesses``."""
     writes = points.writes
     return {POINT: store_point if writes else _no_point, ITERATE: iterate_with_points if writes else iter,
             SPIN: spin_point if writes else _no_point, CALL: call_point if points.calls else _no_point,
-            **accesses.helpers(points.races)}
+            **accesses.helpers(report_accesses)}
 

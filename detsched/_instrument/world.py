@@ -22,7 +22,7 @@ import threading
 
 from detsched._core.scheduler import Scheduler
 from detsched._detect.races import RaceDetector
-from detsched._instrument import rewrite
+from detsched._instrument import accesses, rewrite
 from detsched._instrument.patches import MISSING, MODULE_PATCHES, REAL_TWINS
 from detsched._instrument.scan import SCANS, Twins, current_value
 from detsched._primitives import sync, threads
@@ -35,6 +35,9 @@ class World:
     def __init__(self, sched: Scheduler, points: Points = Points(), roots: tuple = ()):
         self.sched = sched
         self.points = points
+        #: Whether user code reports its memory accesses: to check races, or because the strategy
+        #: reduces by dependencies and needs every access as one.
+        self.accesses = points.races or sched.footprints is not None
         #: What the run's target is and is given: closures they reach get store points too.
         self.roots = roots
         #: ThreadPoolExecutor-N names restart in every run, as thread names do.
@@ -51,8 +54,8 @@ class World:
             for owner, name, value in MODULE_PATCHES:
                 self._set(owner, name, value)
             self._set(threading, "_counter", threads.fresh_name_counter())
-            if self.points.races:
-                self.sched.races = RaceDetector()
+            if self.accesses:
+                self.sched.races = RaceDetector(footprints=self.sched.footprints, report=self.points.races)
             with sync.making_twins():
                 self._swap_user_modules()
             self._control_asyncio()
@@ -68,10 +71,10 @@ class World:
     def _swap_user_modules(self) -> None:
         twins = Twins()
         rewriting = self.points.calls or self.points.writes
-        helpers = rewrite.helpers(self.points)
+        helpers = rewrite.helpers(self.points, self.accesses)
         for scan in SCANS.current():
             if rewriting:
-                rewritten = scan.rewritten(self.points.races)
+                rewritten = scan.rewritten(self.accesses)
                 if rewritten:  # left in place after the run: functions made by rewritten code may outlive it
                     scan.module.__dict__.update(helpers)
                 for function, code in rewritten:
@@ -89,7 +92,7 @@ class World:
     def _rewrite_reachable(self, helpers: dict) -> None:
         """Points in the closures the target reaches that no module refers to (a factory's
         product handed to ``explore``, a callback kept in a list the target closes over)."""
-        for function, code in SCANS.rewritten_reachable(self.roots, self.points.races):
+        for function, code in SCANS.rewritten_reachable(self.roots, self.accesses):
             if function.__code__ is not code:  # not swapped already as a module's function
                 function.__globals__.update(helpers)
                 self._set(function, "__code__", code)
@@ -101,6 +104,11 @@ class World:
         self.aio_policy = policy.ControlledPolicy(self.sched)
         for owner, name, value in patches.for_run(self.aio_policy):
             self._set(owner, name, value)
+
+    def handed_over(self, fn, site: str) -> None:
+        """Primitives call this before calling what user code handed them (``accesses.handed_over``)."""
+        if self.accesses:
+            accesses.handed_over(fn, site)
 
     def _set(self, owner, name: str, value) -> None:
         if isinstance(owner, dict):

@@ -134,6 +134,7 @@ class ThreadPoolExecutor(Executor):
                 return  # shut down
             future, fn, args, kwargs = self._work.popleft()
             if future.set_running_or_notify_cancel():
+                me.sched.world.handed_over(fn, f"{self.label} task")
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:

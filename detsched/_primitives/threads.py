@@ -134,6 +134,8 @@ def run_registered(thread: threading.Thread, body) -> None:
         thread._native_id = _thread.get_native_id()
     with threading._active_limbo_lock:
         threading._active[ident] = thread
+    if type(thread).run is threading.Thread.run:  # the target is what runs
+        current().sched.world.handed_over(getattr(thread, "_target", None), f"{thread.name}'s target")
     try:
         body()
     finally:

@@ -92,9 +92,10 @@ class Report:
     strategy: str
     seed: int
     elapsed: float = field(default=0.0, compare=False)  # wall seconds, for display only
-    #: A systematic search (``dfs``) ran every schedule there is (within ``bound`` preemptions).
+    #: A systematic search (``dfs``, ``dpor``) ran every schedule there is (within ``bound``
+    #: preemptions), or, for ``dpor``, one of every class of equivalent interleavings.
     exhausted: bool = False
-    bound: int | None = None  # the preemption bound of a ``dfs`` search
+    bound: int | None = None  # the preemption bound of a systematic search
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -107,10 +108,13 @@ class Report:
 
     def __str__(self) -> str:
         if self.failure is None and self.exhausted:
+            # A partial-order reduction runs one schedule per class of equivalent interleavings.
+            runs = (f"{plural(self.runs, 'schedule')} cover every interleaving up to the order of independent steps"
+                    if self.strategy == "dpor" else plural(self.runs, "schedule"))
             if self.bound is None:
-                return f"verified: all {plural(self.runs, 'schedule')} ({self.strategy}, no bound) -- no failure"
-            return (f"verified up to {plural(self.bound, 'preemption')}: {plural(self.runs, 'schedule')}"
-                    f" ({self.strategy}) -- no failure")
+                every = "" if self.strategy == "dpor" else "all "
+                return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure"
+            return f"verified up to {plural(self.bound, 'preemption')}: {runs} ({self.strategy}) -- no failure"
         if self.failure is None:
             return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed})"
         f = self.failure

@@ -2,6 +2,7 @@
 the ``Strategy`` protocol, so the scheduler never depends on a concrete strategy."""
 
 from detsched.strategies.dfs import DepthFirst as DepthFirst
+from detsched.strategies.dpor import PartialOrder as PartialOrder
 from detsched.strategies.pct import PCT as PCT
 from detsched.strategies.protocol import Strategy as Strategy
 from detsched.strategies.random_walk import RandomWalk as RandomWalk
@@ -12,4 +13,4 @@ from detsched.strategies.registry import (
 )
 from detsched.strategies.replay import PositionReplay as PositionReplay, Replay as Replay
 
-__all__ = ["BUILTIN", "DepthFirst", "PCT", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy", "strategy_factories"]
+__all__ = ["BUILTIN", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy", "strategy_factories"]

@@ -7,13 +7,15 @@ from typing import Callable
 from detsched import plugins
 from detsched.errors import DetschedUsageError
 from detsched.strategies.dfs import DepthFirst
+from detsched.strategies.dpor import PartialOrder
 from detsched.strategies.pct import PCT
 from detsched.strategies.protocol import Strategy
 from detsched.strategies.random_walk import RandomWalk
 
 #: Strategies detsched ships, selectable by name from the CLI, the pytest plugin and
 #: ``explore(strategy=...)``.
-BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT, "dfs": DepthFirst}
+BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT, "dfs": DepthFirst,
+                                                  "dpor": PartialOrder}
 
 
 def strategy_factories() -> dict[str, Callable[..., Strategy]]:
@@ -40,13 +42,13 @@ def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | N
         ) from None
     if preemption_bound is None:
         strategy = factory(seed=seed, depth=depth)
-    elif factory is DepthFirst:
+    elif factory in (DepthFirst, PartialOrder):
         try:
             strategy = factory(seed=seed, depth=depth, preemption_bound=preemption_bound)
         except ValueError as exc:
             raise DetschedUsageError(str(exc)) from None
     else:
-        raise DetschedUsageError(f"a preemption bound is for strategy 'dfs' (depth-first search), not {name!r}")
+        raise DetschedUsageError(f"a preemption bound is for the systematic strategies 'dfs' and 'dpor', not {name!r}")
     missing = [method for method in ("calibrate", "new_execution", "next_task", "next_data")
                if not callable(getattr(strategy, method, None))]
     if missing:

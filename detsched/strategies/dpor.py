@@ -1,0 +1,275 @@
+"""Dynamic partial-order reduction: one schedule per class of equivalent interleavings.
+
+Two schedules that differ only in the order of independent steps (steps of different threads that
+touch nothing in common, or only read what they share) end in the same state; running both proves
+nothing the first did not. This search runs schedules depth first, as ``dfs`` does, but tries
+another thread at a decision only when a run showed that thread's step *races* with the step taken
+there: Flanagan and Godefroid, "Dynamic Partial-Order Reduction for Model Checking Software" (POPL
+2005), with sleep sets (Godefroid, "Partial-Order Methods for the Verification of Concurrent
+Systems", LNCS 1032, 1996) so that an order already covered is not run again.
+
+After each run, for every step ``j`` the search finds the latest earlier step ``i`` of another
+thread that ``j`` depends on and that does not happen before ``j``'s thread's previous step (vector
+clocks over program order and the dependent pairs of the run). If ``j``'s thread could have run
+instead of ``i`` there, it is added to that decision's backtrack set; otherwise every thread that
+could (the paper's fallback). Dependencies come from the run's footprints
+(``detsched._core.footprints``): primitives every operation touches, and every memory access the
+race detector sees -- so a ``dpor`` run instruments accesses even when races are not checked.
+
+A search with ``preemption_bound`` adds a backtrack point that would exceed the bound where the
+preempted thread's run of steps began instead, as bounded partial-order reduction does (Coons,
+Musuvathi and McKinley, "Bounded Partial-Order Reduction", OOPSLA 2013).
+
+Deviations, all on the side of running more: a release and the acquire it lets go on are never
+taken for a race (the acquire could not have run first), but every other pair of operations on one
+primitive is dependent, commuting or not; stable keys for sleep sets merge what exact keys keep
+apart (see the footprints module); data choices (which ready asyncio callback runs next) are
+explored in full, as in ``dfs``; a run whose every runnable thread is asleep is run to its end
+rather than cut short (it counts as a schedule, and ``redundant`` says how many there were).
+What the search cannot see it cannot reduce soundly: accesses in code that is not rewritten
+(installed packages, C extensions) are no dependencies, and neither are reads of the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from detsched._core.footprints import Footprints, Step, dependent
+
+
+@dataclass
+class _Node:
+    """One decision of the current path."""
+
+    options: tuple[int, ...]  # default first
+    data: bool  # a data choice: every option is explored
+    current: int | None  # the thread that could go on (a switch away from it is a preemption)
+    preemptions_before: int
+    step: int  # index in the run's footprints of the step this decision chose (or, for data, the next one)
+    taken: int  # the option the run in progress takes
+    sleep: dict[int, dict]  # threads asleep here -> the stable footprint of the step each would take
+    # Invariant: taken not in explored; explored and sleep hold only options.
+    explored: dict[int, dict] = field(default_factory=dict)  # options run before -> their step's footprint
+    backtrack: set[int] = field(default_factory=set)  # options some race says must be run from here
+    footprint: dict = field(default_factory=dict)  # stable footprint of the step ``taken`` took, once known
+
+
+class PartialOrder:
+    name = "dpor"
+    needs_footprints = True
+
+    def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None):
+        if preemption_bound is not None and (isinstance(preemption_bound, bool) or not isinstance(preemption_bound, int)
+                                             or preemption_bound < 0):
+            raise ValueError(f"preemption bound must be a non-negative integer, got {preemption_bound!r}")
+        self.preemption_bound = preemption_bound
+        self.path: list[_Node] = []  # Invariant: path[i] is decision i of the run in progress, or of the last
+        self.position = 0  # decisions made so far in the run in progress
+        self.preemptions = 0
+        self.schedules = 0  # runs started
+        self.redundant = 0  # runs that reached a decision where every runnable thread was asleep
+        self.replaying = 0  # decisions the run in progress must make as the path says
+        self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
+        self._footprints: Footprints | None = None  # of the run in progress, until it is analysed
+        self._blocked = False  # the run in progress reached a decision where all were asleep
+
+    def calibrate(self, decisions: int) -> None:
+        pass
+
+    def watch(self, footprints: Footprints) -> None:
+        """The footprints the scheduler records for the run about to start."""
+        self._footprints = footprints
+
+    def new_execution(self, run_index: int) -> None:
+        if self.schedules:
+            self._analyse()
+            self._advance()
+        self.schedules += 1
+        self.position = self.preemptions = 0
+        self._blocked = False
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every class of interleavings (within the bound) has had its run."""
+        self._analyse()
+        return not any(self._next_option(node) is not None for node in self.path[:self.position])
+
+    # ------------------------------------------------------------------ during a run
+
+    def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
+                  at: tuple[int, int] = (0, 0)) -> int:
+        if current not in runnable:
+            current = None
+        default = current if current is not None else runnable[0]
+        options = (default, *(tid for tid in runnable if tid != default))
+        chosen = self._choose(options, current, data=False)
+        if current is not None and chosen != current:
+            self.preemptions += 1
+        return chosen
+
+    def next_data(self, bound: int, *, at: tuple[int, int] = (0, 0)) -> int:
+        return self._choose(tuple(range(bound)), None, data=True)
+
+    def _choose(self, options: tuple[int, ...], current: int | None, *, data: bool) -> int:
+        steps = len(self._footprints.steps) if self._footprints is not None else 0
+        if self.position < len(self.path) and self.path[self.position].options != options:
+            self.diverged = True  # the program did something else this time: search on from here
+            del self.path[self.position:]
+        if self.position == len(self.path):
+            self.path.append(self._new_node(options, current, data, steps))
+        node = self.path[self.position]
+        node.step = steps
+        self.position += 1
+        return node.taken
+
+    def _new_node(self, options: tuple[int, ...], current: int | None, data: bool, steps: int) -> _Node:
+        sleep = self._sleep_here()
+        node = _Node(options, data, current, self.preemptions, steps, options[0], sleep)
+        awake = [option for option in options
+                 if data or (option not in sleep and self._within_bound(node, option))]
+        if awake:
+            node.taken = awake[0]
+        else:  # everything left from here was covered by an earlier run
+            self._blocked = True
+        if data:
+            node.backtrack.update(options)
+        return node
+
+    def _sleep_here(self) -> dict[int, dict]:
+        """Sleep sets: a thread whose step from the previous decision was run before (there, or
+        asleep there already) stays asleep while every step since is independent of it."""
+        if self.position == 0 or self._footprints is None:
+            return {}
+        parent = self.path[self.position - 1]
+        asleep = dict(parent.sleep)
+        if not parent.data:
+            asleep.update(parent.explored)
+        since = self._footprints.steps[parent.step:]
+        return {tid: footprint for tid, footprint in asleep.items()
+                if not any(step.tid == tid or dependent(footprint, step.stable) for step in since)}
+
+    # ------------------------------------------------------------------ between runs
+
+    def _analyse(self) -> None:
+        """Fold the run that ended into the search: its races' backtrack points."""
+        footprints, self._footprints = self._footprints, None
+        if footprints is None:
+            return
+        if self._blocked:
+            self.redundant += 1
+        steps = footprints.steps
+        for step in steps:
+            if 0 <= step.decision < self.position:
+                self.path[step.decision].footprint = step.stable
+        for i, j in races(steps, self._enabled):
+            self._add(steps[i].decision, steps[j].tid, steps[i].tid)
+
+    def _enabled(self, step: Step) -> tuple[int, ...]:
+        """Who could have run instead of ``step``."""
+        if step.decision < 0 or step.decision >= len(self.path):
+            return (step.tid,)
+        return self.path[step.decision].options
+
+    def _add(self, decision: int, tid: int, preempted: int) -> None:
+        if decision < 0 or decision >= self.position:
+            return  # only one thread could go on there: nothing to try instead
+        node = self.path[decision]
+        wanted = (tid,) if tid in node.options else node.options
+        for option in wanted:
+            if self._within_bound(node, option):
+                node.backtrack.add(option)
+            else:  # begin the preempted thread's run of steps with ``option`` instead
+                start = self._run_began(decision, preempted)
+                if start is not None and option in self.path[start].options and self._within_bound(self.path[start], option):
+                    self.path[start].backtrack.add(option)
+
+    def _within_bound(self, node: _Node, option: int) -> bool:
+        preempts = node.current is not None and option != node.current
+        return not preempts or self.preemption_bound is None or node.preemptions_before < self.preemption_bound
+
+    def _run_began(self, decision: int, tid: int) -> int | None:
+        """The latest decision at or before ``decision`` where ``tid`` was switched to."""
+        for index in range(decision, -1, -1):
+            node = self.path[index]
+            if not node.data and node.taken == tid and node.current != tid:
+                return index
+        return None
+
+    def _next_option(self, node: _Node) -> int | None:
+        for option in node.options:
+            if (option in node.backtrack and option != node.taken and option not in node.explored
+                    and (node.data or option not in node.sleep)):
+                return option
+        return None
+
+    def _advance(self) -> None:
+        """Move the deepest decision with a backtrack option left to it; drop the decisions after."""
+        if self.position < self.replaying:
+            self.diverged = True  # the last run ended before the decision it was sent down
+        del self.path[self.position:]
+        while self.path:
+            node = self.path[-1]
+            option = self._next_option(node)
+            if option is not None:
+                node.explored[node.taken] = node.footprint
+                node.taken = option
+                self.replaying = len(self.path)
+                return
+            self.path.pop()
+
+
+def races(steps: Sequence[Step], enabled) -> list[tuple[int, int]]:
+    """For each step ``j``, the latest earlier step ``i`` of another thread that ``j`` depends on
+    and that does not happen before ``j``'s thread's previous step -- skipping a step that let ``j``
+    go on (it published what ``j`` received) when ``j``'s thread could not run instead of it.
+    ``enabled(step)`` is who could have run instead of ``step``. Returns the (i, j) pairs."""
+    found = []
+    after: dict[int, dict[int, int]] = {}  # tid -> vector clock after its latest step (tid -> step index)
+    written: dict[object, dict[int, int]] = {}  # key -> clock after the latest step that wrote it
+    read: dict[object, dict[int, int]] = {}  # key -> clocks after the steps that read it since, joined
+    # key -> {tid: (latest step that touched it, latest that touched it and did not publish it)}
+    touched: dict[object, dict[int, tuple[int, int]]] = {}
+    wrote: dict[object, dict[int, tuple[int, int]]] = {}  # the same, for steps that wrote it
+    for j, step in enumerate(steps):
+        before = after.get(step.tid, {})
+        latest = -1
+        for key, write in step.exact.items():
+            for tid, pair in (touched if write else wrote).get(key, {}).items():
+                if tid == step.tid:
+                    continue
+                for i in pair:
+                    if i <= latest or before.get(tid, -1) >= i:
+                        break  # an earlier one of the pair is no later, and happens before too
+                    if not (steps[i].published & step.received and step.tid not in enabled(steps[i])):
+                        latest = i
+                        break
+        if latest >= 0:
+            found.append((latest, j))
+        clock = dict(before)
+        for key, write in step.exact.items():
+            _join(clock, written.get(key))
+            if write:
+                _join(clock, read.get(key))
+        clock[step.tid] = j
+        after[step.tid] = clock
+        for key, write in step.exact.items():
+            table = touched.setdefault(key, {})
+            previous = table.get(step.tid, (-1, -1))
+            table[step.tid] = (j, previous[1] if key in step.published else j)
+            if write:
+                mine = wrote.setdefault(key, {})
+                previous = mine.get(step.tid, (-1, -1))
+                mine[step.tid] = (j, previous[1] if key in step.published else j)
+                written[key] = clock
+                read.pop(key, None)
+            else:
+                _join(read.setdefault(key, {}), clock)
+    return found
+
+
+def _join(into: dict[int, int], other: dict[int, int] | None) -> None:
+    if other:
+        for tid, index in other.items():
+            if index > into.get(tid, -1):
+                into[tid] = index
