@@ -5,8 +5,9 @@ thread going on from a scheduling point to its next one, and its footprint is ev
 touched there -- the primitive its announced operation works on, what it published or received
 (a release, a put, a set, a start, a join...), the virtual clock when it waited on time, and, from
 the race detector's access reports, every memory location it read or wrote. Two steps of different
-threads are *dependent* when they touch one object and one of them writes it; every touch of a
-primitive counts as a write.
+threads are *dependent* when they touch one object and one of them writes it. Operations on a
+primitive write it, except queries (``locked()``, ``is_set()``, ``empty()``, ``qsize()``,
+``is_alive()``) and receiving what another thread published (a join, a set event seen), which read it.
 
 Each touch is kept twice. The *exact* key names the object itself (kept alive until the run ends,
 so no later object can inherit its ``id``) and is what races within one run are computed from. The
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 #: The stable and exact key of the virtual clock: sleeps and timed waits touch it.
 CLOCK = "clock"
+#: Operations that only look at their primitive.
+QUERIES = frozenset({"locked?", "is_set?", "empty?", "qsize", "is_alive?"})
 
 
 class Step:
@@ -51,13 +54,14 @@ class Footprints:
     def begin(self, tid: int, decision: int) -> None:
         self.steps.append(Step(tid, decision))
 
-    def touch(self, obj, *, published: bool = False, received: bool = False) -> None:
-        """The running step works on a primitive (or a thread, or a task): a write."""
+    def touch(self, obj, *, write: bool = True, published: bool = False, received: bool = False) -> None:
+        """The running step works on a primitive (or a thread, or a task)."""
         key = id(obj)
         self._alive[key] = obj
         step = self.steps[-1]
-        step.exact[key] = True
-        step.stable[_stable_name(obj)] = True
+        step.exact[key] = write or step.exact.get(key, False)
+        stable = _stable_name(obj)
+        step.stable[stable] = write or step.stable.get(stable, False)
         if published:
             step.published.add(key)
         if received:

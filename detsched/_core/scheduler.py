@@ -21,7 +21,7 @@ from typing import Callable
 from detsched._core import frames, outside
 from detsched._core.clock import VirtualClock
 from detsched._core.execution import Execution
-from detsched._core.footprints import Footprints
+from detsched._core.footprints import QUERIES, Footprints
 from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, set_current
 from detsched._detect import threads as detect
 from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
@@ -181,7 +181,7 @@ class Scheduler:
         if self.races is not None:
             self.races.receive(me.race_id, obj, once=once)
         if self.footprints is not None:
-            self.footprints.touch(obj, received=True)
+            self.footprints.touch(obj, write=False, received=True)
 
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
@@ -258,7 +258,7 @@ class Scheduler:
         if op.kind == "begin":
             footprints.touch_thread(chosen.tid, received=True)  # after whatever started it
         elif op.resource is not None and not op.done:
-            footprints.touch(op.resource)
+            footprints.touch(op.resource, write=op.kind not in QUERIES)
         if op.deadline is not None:
             footprints.touch_clock()
 

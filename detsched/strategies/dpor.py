@@ -132,14 +132,17 @@ class PartialOrder:
             node.taken = awake[0]
         else:  # everything left from here was covered by an earlier run
             self._blocked = True
-        if data:
+        if data or (current is None and self.preemption_bound is not None):
+            # A data choice, and under a bound a switch that preempts nobody, are explored in full.
             node.backtrack.update(options)
         return node
 
     def _sleep_here(self) -> dict[int, dict]:
         """Sleep sets: a thread whose step from the previous decision was run before (there, or
         asleep there already) stays asleep while every step since is independent of it."""
-        if self.position == 0 or self._footprints is None:
+        if self.position == 0 or self._footprints is None or self.preemption_bound is not None:
+            # Under a bound, the equivalent schedule a sleeping thread stands for may need more
+            # preemptions than the bound allows, and so never run: no sleep sets there.
             return {}
         parent = self.path[self.position - 1]
         asleep = dict(parent.sleep)
@@ -152,7 +155,8 @@ class PartialOrder:
     # ------------------------------------------------------------------ between runs
 
     def _analyse(self) -> None:
-        """Fold the run that ended into the search: its races' backtrack points."""
+        """Fold the run that ended into the search: for each race, make sure some thread that can
+        begin its reversal is tried where the race's first step was taken (source sets)."""
         footprints, self._footprints = self._footprints, None
         if footprints is None:
             return
@@ -162,39 +166,48 @@ class PartialOrder:
         for step in steps:
             if 0 <= step.decision < self.position:
                 self.path[step.decision].footprint = step.stable
-        for i, j in races(steps, self._enabled):
-            self._add(steps[i].decision, steps[j].tid, steps[i].tid)
+        found, clocks = races(steps, self._enabled)
+        for i, j in found:
+            decision = steps[i].decision
+            if 0 <= decision < self.position:  # else only one thread could go on there
+                self._add(decision, initials(steps, clocks, i, j), steps[i].tid)
 
     def _enabled(self, step: Step) -> tuple[int, ...]:
         """Who could have run instead of ``step``."""
-        if step.decision < 0 or step.decision >= len(self.path):
+        if not 0 <= step.decision < len(self.path):
             return (step.tid,)
         return self.path[step.decision].options
 
-    def _add(self, decision: int, tid: int, preempted: int) -> None:
-        if decision < 0 or decision >= self.position:
-            return  # only one thread could go on there: nothing to try instead
+    def _add(self, decision: int, candidates: list[int], preempted: int) -> None:
         node = self.path[decision]
-        wanted = (tid,) if tid in node.options else node.options
-        for option in wanted:
+        tried = node.backtrack | node.explored.keys() | {node.taken}
+        if any(tid in tried for tid in candidates):
+            return
+        runnable = [tid for tid in node.options if tid in candidates]
+        # None of them could run there: try every thread that could (Flanagan and Godefroid's rule).
+        for option in runnable[:1] or node.options:
             if self._within_bound(node, option):
                 node.backtrack.add(option)
-            else:  # begin the preempted thread's run of steps with ``option`` instead
-                start = self._run_began(decision, preempted)
-                if start is not None and option in self.path[start].options and self._within_bound(self.path[start], option):
-                    self.path[start].backtrack.add(option)
+            if self.preemption_bound is not None:
+                # Bounded: the reversal may fit the bound only if it begins earlier, anywhere in the
+                # preempted thread's current run of steps (Coons et al. add its start; every point of
+                # it is needed when preemptions elsewhere use the bound up).
+                for earlier in range(self._run_began(decision, preempted), decision):
+                    before = self.path[earlier]
+                    if not before.data and option in before.options and self._within_bound(before, option):
+                        before.backtrack.add(option)
 
     def _within_bound(self, node: _Node, option: int) -> bool:
         preempts = node.current is not None and option != node.current
         return not preempts or self.preemption_bound is None or node.preemptions_before < self.preemption_bound
 
-    def _run_began(self, decision: int, tid: int) -> int | None:
-        """The latest decision at or before ``decision`` where ``tid`` was switched to."""
+    def _run_began(self, decision: int, tid: int) -> int:
+        """The latest decision at or before ``decision`` where ``tid`` was switched to (0 if none)."""
         for index in range(decision, -1, -1):
             node = self.path[index]
             if not node.data and node.taken == tid and node.current != tid:
                 return index
-        return None
+        return 0
 
     def _next_option(self, node: _Node) -> int | None:
         for option in node.options:
@@ -219,57 +232,67 @@ class PartialOrder:
             self.path.pop()
 
 
-def races(steps: Sequence[Step], enabled) -> list[tuple[int, int]]:
-    """For each step ``j``, the latest earlier step ``i`` of another thread that ``j`` depends on
-    and that does not happen before ``j``'s thread's previous step -- skipping a step that let ``j``
-    go on (it published what ``j`` received) when ``j``'s thread could not run instead of it.
-    ``enabled(step)`` is who could have run instead of ``step``. Returns the (i, j) pairs."""
-    found = []
-    after: dict[int, dict[int, int]] = {}  # tid -> vector clock after its latest step (tid -> step index)
-    written: dict[object, dict[int, int]] = {}  # key -> clock after the latest step that wrote it
-    read: dict[object, dict[int, int]] = {}  # key -> clocks after the steps that read it since, joined
-    # key -> {tid: (latest step that touched it, latest that touched it and did not publish it)}
+def races(steps: Sequence[Step], enabled) -> tuple[list[tuple[int, int]], list[dict[int, int]]]:
+    """The races of a run, and the vector clock after each step (thread -> index of its latest step
+    that happens before; program order and dependent pairs in run order make happens-before).
+
+    ``(i, j)`` is a race when step ``j`` depends on the earlier step ``i`` of another thread and
+    nothing ordered between them does: ``i`` happens before ``j`` only through their own
+    dependency. A step that let ``j`` go on (it published what ``j`` received: a release and the
+    acquire it unblocked) while ``j``'s thread could not run instead of it (``enabled(step)`` says
+    who could) cannot be reordered with ``j``: the race is then with the latest earlier step of its
+    thread that took the object without publishing it (the acquire before that release), if that
+    does not happen before ``j`` by other means."""
+    found: list[tuple[int, int]] = []
+    clocks: list[dict[int, int]] = []
+    latest: dict[int, int] = {}  # tid -> index of its latest step
+    # key -> {tid: (its latest step that touched key, its latest that touched key without publishing it)}
     touched: dict[object, dict[int, tuple[int, int]]] = {}
-    wrote: dict[object, dict[int, tuple[int, int]]] = {}  # the same, for steps that wrote it
+    wrote: dict[object, dict[int, tuple[int, int]]] = {}  # the same, for steps that wrote key
     for j, step in enumerate(steps):
-        before = after.get(step.tid, {})
-        latest = -1
+        previous = latest.get(step.tid)
+        clock = dict(clocks[previous]) if previous is not None else {}
+        candidates = set()  # the latest dependent step of each other thread, per key
         for key, write in step.exact.items():
-            for tid, pair in (touched if write else wrote).get(key, {}).items():
-                if tid == step.tid:
-                    continue
-                for i in pair:
-                    if i <= latest or before.get(tid, -1) >= i:
-                        break  # an earlier one of the pair is no later, and happens before too
-                    if not (steps[i].published & step.received and step.tid not in enabled(steps[i])):
-                        latest = i
-                        break
-        if latest >= 0:
-            found.append((latest, j))
-        clock = dict(before)
-        for key, write in step.exact.items():
-            _join(clock, written.get(key))
-            if write:
-                _join(clock, read.get(key))
+            for tid, (last, _) in (touched if write else wrote).get(key, {}).items():
+                if tid != step.tid:
+                    candidates.add(last)
+        for i in sorted(candidates, reverse=True):
+            target = i
+            let_go = steps[i].published & step.received
+            if let_go and step.tid not in enabled(steps[i]):
+                target = max(touched[key][steps[i].tid][1] for key in let_go)
+            if target >= 0 and clock.get(steps[target].tid, -1) < target:
+                found.append((target, j))
+            _join(clock, clocks[i])
         clock[step.tid] = j
-        after[step.tid] = clock
+        clocks.append(clock)
+        latest[step.tid] = j
         for key, write in step.exact.items():
-            table = touched.setdefault(key, {})
-            previous = table.get(step.tid, (-1, -1))
-            table[step.tid] = (j, previous[1] if key in step.published else j)
-            if write:
-                mine = wrote.setdefault(key, {})
-                previous = mine.get(step.tid, (-1, -1))
-                mine[step.tid] = (j, previous[1] if key in step.published else j)
-                written[key] = clock
-                read.pop(key, None)
-            else:
-                _join(read.setdefault(key, {}), clock)
+            for table in (touched, wrote) if write else (touched,):
+                mine = table.setdefault(key, {})
+                taken = mine.get(step.tid, (-1, -1))[1] if key in step.published else j
+                mine[step.tid] = (j, taken)
+    return found, clocks
+
+
+def initials(steps: Sequence[Step], clocks: list[dict[int, int]], i: int, j: int) -> list[int]:
+    """Threads that can begin an interleaving that reverses race ``(i, j)``: of the steps after
+    ``i`` that do not happen after it, then ``j``, the threads whose first such step has nothing
+    before it there that happens before it (Abdulla et al.'s initials of ``notdep(i).j``)."""
+    first: dict[int, int] = {}  # thread -> its first step in the sequence
+    found = []
+    for k in [*(k for k in range(i + 1, j) if clocks[k].get(steps[i].tid, -1) < i), j]:
+        tid = steps[k].tid
+        if tid in first:
+            continue
+        if not any(clocks[k].get(other, -1) >= index for other, index in first.items()):
+            found.append(tid)
+        first[tid] = k
     return found
 
 
-def _join(into: dict[int, int], other: dict[int, int] | None) -> None:
-    if other:
-        for tid, index in other.items():
-            if index > into.get(tid, -1):
-                into[tid] = index
+def _join(into: dict[int, int], other: dict[int, int]) -> None:
+    for tid, index in other.items():
+        if index > into.get(tid, -1):
+            into[tid] = index
