@@ -407,3 +407,42 @@ def test_a_bound_makes_it_verified_up_to_the_bound():
     report = detsched.explore(locked_appends, strategy="dpor", runs=1000, preemption_bound=0)
     assert report.exhausted and report.bound == 0
     assert str(report).startswith("verified up to 0 preemptions: ")
+
+
+# ---------------------------------------------------------------------- reachable holes
+
+def backing_off(rounds=2):
+    first, second = threading.Lock(), threading.Lock()
+
+    def worker(mine, other):
+        for _ in range(rounds):
+            with mine:
+                if other.acquire(blocking=False):
+                    other.release()
+                    return
+        raise AssertionError(f"gave up after {rounds} rounds of backing off")
+
+    run_all(lambda: worker(first, second), lambda: worker(second, first))
+
+
+def missed_pulse_in_a_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pulse = threading.Event()
+    pool = ThreadPoolExecutor(1)  # never shut down: a fire-and-forget task
+    pool.submit(pulse.wait)
+    pulser = threading.Thread(target=lambda: (pulse.set(), pulse.clear()))
+    pulser.start()
+    pulser.join()
+
+
+@pytest.mark.parametrize("strategy", ["dfs", "dpor"])
+def test_a_try_lock_back_off_in_lockstep_is_reachable(strategy):
+    failure = detsched.explore(backing_off, strategy=strategy, runs=3000).failure
+    assert failure is not None and "gave up after 2 rounds" in failure.message
+
+
+@pytest.mark.parametrize("strategy", ["dfs", "dpor"])
+def test_a_pool_worker_pinned_by_a_missed_pulse_is_reported(strategy):
+    failure = detsched.explore(missed_pulse_in_a_pool, strategy=strategy, runs=3000).failure
+    assert failure is not None and failure.kind == "lost-wakeup" and "ThreadPoolExecutor" in failure.thread

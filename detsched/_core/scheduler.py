@@ -183,6 +183,12 @@ class Scheduler:
         if self.footprints is not None:
             self.footprints.touch(obj, write=False, received=True)
 
+    def looked_at(self, obj) -> None:
+        """The running thread read ``obj``'s state before announcing a wait on it (an Event's set
+        count, a Condition's waiters): that read belongs to the step that ends at its point."""
+        if self.footprints is not None:
+            self.footprints.touch(obj)
+
     def label(self, kind: str, site: str) -> str:
         """``Kind(file.py:LINE)``, numbered ``#2``, ``#3``... for later objects made at the same place."""
         key = f"{kind}({site})"

@@ -329,6 +329,7 @@ class Condition:
             raise _outside(self, "wait()")
         waiter = _Waiter(me, me.sched.steps)
         self._waiters.append(waiter)
+        me.sched.looked_at(self)
         saved = self._release_fully()
         try:
             notified = timed_wait(me, "wait", self, lambda: waiter.notified, timeout)
@@ -545,6 +546,7 @@ class Event:
         if me is None:
             return wait_outside(lambda: self._flag, timeout)
         sets = self._sets
+        me.sched.looked_at(self)
         woken = timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)
         if woken:
             me.sched.receive(me, self)
