@@ -24,9 +24,9 @@ DEFAULT_STRATEGY = settings.STRATEGY
 DEFAULT_DEPTH = settings.DEPTH
 DEFAULT_MAX_STEPS = settings.MAX_STEPS
 #: Arguments ``@pytest.mark.detsched(...)`` accepts.
-MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races", "preemption")
+MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races", "preemption", "preemption_bound")
 MARKER_HELP = (f"detsched(runs={DEFAULT_RUNS}, strategy={DEFAULT_STRATEGY!r}, depth={DEFAULT_DEPTH}, seed=None, "
-               f"max_steps={DEFAULT_MAX_STEPS}, races=True, preemption='free-threaded'): explore the "
+               f"max_steps={DEFAULT_MAX_STEPS}, races=True, preemption='free-threaded', preemption_bound=None): explore the "
                "test's thread interleavings under detsched's controlled scheduler, re-running the body "
                "once per run, and check its memory accesses for data races")
 
@@ -42,6 +42,7 @@ class Settings:
     max_steps: int = DEFAULT_MAX_STEPS
     races: bool = True  # check memory accesses for data races
     preemption: str = "free-threaded"  # or "gil": no switches at stores (settings.PREEMPTION_MODELS)
+    preemption_bound: int | None = None  # dfs and dpor: only schedules with at most this many preemptions
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def add_options(parser) -> None:
     group = parser.getgroup("detsched", "detsched: explore thread interleavings of marked tests")
     _add(parser, group, "runs", "N", f"runs per explored test (default {DEFAULT_RUNS}; a marker's runs= wins)")
     _add(parser, group, "strategy", "NAME",
-         f"how to pick who runs next: pct, random, or a plugin's strategy (default {DEFAULT_STRATEGY})")
+         "how to pick who runs next: pct, random, dfs (every schedule), dpor (one per class of equivalent "
+         f"interleavings), or a plugin's strategy (default {DEFAULT_STRATEGY})")
     _add(parser, group, "seed", "S",
          "seed of every exploration (default: a CRC-32 of each test's node id, the same on every machine "
          "and under pytest-xdist)")
@@ -81,6 +83,9 @@ def add_options(parser) -> None:
                   default=False)
     _add(parser, group, "preemption", "MODEL",
          "where threads may switch besides synchronisation: free-threaded (also at stores, the default) or gil")
+    _add(parser, group, "preemption-bound", "K",
+         "with strategy dfs or dpor: only schedules with at most K preemptions; a test whose every such "
+         "schedule ran is 'verified up to K preemptions'")
     _add(parser, group, "save-dir", "DIR",
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
@@ -103,6 +108,7 @@ def read_options(config) -> Options:
             max_steps=_setting(config, "max_steps", settings.parse_positive, DEFAULT_MAX_STEPS),
             races=not config.getoption("detsched_no_races") and bool(config.getini("detsched_races")),
             preemption=_setting(config, "preemption", settings.parse_preemption, "free-threaded"),
+            preemption_bound=_setting(config, "preemption_bound", settings.parse_bound, None),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
@@ -135,7 +141,8 @@ def _setting(config, name: str, parse, default):
 
 
 _PARSERS = {"runs": settings.parse_runs, "depth": settings.parse_depth, "seed": settings.parse_integer,
-            "max_steps": settings.parse_positive, "preemption": settings.parse_preemption}
+            "max_steps": settings.parse_positive, "preemption": settings.parse_preemption,
+            "preemption_bound": settings.parse_bound}
 
 
 def marker_settings(marker, defaults: Settings) -> Settings:
@@ -152,7 +159,7 @@ def marker_settings(marker, defaults: Settings) -> Settings:
         if name == "strategy":
             changes[name] = value
             continue
-        if name == "seed" and value is None:
+        if name in ("seed", "preemption_bound") and value is None:
             changes[name] = None
             continue
         if name == "races":

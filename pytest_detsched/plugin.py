@@ -340,5 +340,9 @@ def _describe(entry: dict) -> str:
         source = "a given" if entry["mode"] == "replay" else "the cached failing"
         return f"replayed {source} schedule" + (failed or ", passed")
     if entry.get("verified"):  # a systematic search ran every schedule there is
-        return f"verified, every schedule ran: {pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']})"
+        bound = entry.get("bound")
+        within = "" if bound is None else f" up to {bound} preemption{'s' * (bound != 1)}"
+        every = ("one schedule per class of equivalent interleavings" if entry["strategy"] == "dpor"
+                 else "every schedule")
+        return f"verified{within}, {every} ran: {pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']})"
     return f"{pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']}, seed {entry['seed']}){failed}"

@@ -180,7 +180,7 @@ class ItemRunner:
         try:
             report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
                              depth=settings.depth, max_steps=settings.max_steps, races=settings.races,
-                             preemption=settings.preemption,
+                             preemption=settings.preemption, preemption_bound=settings.preemption_bound,
                              first_run=self.plan.first_run,
                              blocked_after=self.blocked_after, progress=self._progress)
         except _NothingToExplore:
@@ -189,7 +189,8 @@ class ItemRunner:
                 f"{self.plan.test_id} starts no threads: nothing to explore, so it stopped after its first "
                 "run. Remove @pytest.mark.detsched, or start the threads inside the test body."))
             return
-        self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed, verified=report.exhausted)
+        self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed, verified=report.exhausted,
+                          bound=report.bound)
         if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
             self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
             return

@@ -794,3 +794,18 @@ def test_a_test_dfs_ran_every_schedule_of_is_verified_in_the_summary(pytester):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["test_counter.py::test_counter: verified, every schedule ran: * runs in *"
                                  " (strategy dfs)"])
+
+
+def test_a_dpor_test_with_a_bound_is_verified_up_to_it_in_the_summary(pytester):
+    pytester.makepyfile(test_counter=FIXED.replace("runs=300", "runs=100000, strategy='dpor', preemption_bound=1"))
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: verified up to 1 preemption, one schedule per "
+                                 "class of equivalent interleavings ran: * (strategy dpor)"])
+
+
+def test_the_preemption_bound_option_is_checked(pytester):
+    pytester.makepyfile(test_counter=FIXED)
+    result = run(pytester, "--detsched-preemption-bound=-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--detsched-preemption-bound: must be at least 0, got -1*"])
