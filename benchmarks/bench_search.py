@@ -1,0 +1,130 @@
+"""Benchmark: systematic search, dfs beside dpor.
+
+For each program -- small tests written the way users write them, and the fixed twins of the bundled
+examples -- explore with ``dfs`` and with ``dpor`` up to a budget of schedules, and print: schedules
+run, whether the search finished (verified) or ran out of budget, schedules per second, and the
+dpor/dfs schedule-count ratio ("<=" when dfs ran out of budget: the real ratio is smaller still).
+
+    python benchmarks/bench_search.py [--budget N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import detsched  # noqa: E402
+
+#: The schedules each search may run.
+BUDGET = 5_000
+
+
+class Box:
+    def __init__(self):
+        self.value = 0
+        self.log = []
+
+
+def run_all(*bodies):
+    threads = [threading.Thread(target=body) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def independent_counters(k=4):
+    boxes = [Box(), Box()]
+
+    def count(box):
+        for _ in range(k):
+            box.value = box.value + 1
+
+    run_all(*(lambda box=box: count(box) for box in boxes))
+
+
+def locked_counter(threads=3):
+    box, lock = Box(), threading.Lock()
+
+    def count():
+        with lock:
+            box.value = box.value + 1
+
+    run_all(*([count] * threads))
+
+
+def queue_hand_off():
+    import queue
+
+    jobs, box = queue.Queue(), Box()
+
+    def consume():
+        for _ in range(2):
+            box.log.append(jobs.get())
+
+    run_all(lambda: jobs.put(1), lambda: jobs.put(2), consume)
+
+
+def condition_hand_off():
+    condition, box = threading.Condition(), Box()
+
+    def produce(n):
+        with condition:
+            box.log.append(n)
+            condition.notify()
+
+    def consume():
+        with condition:
+            while len(box.log) < 2:
+                condition.wait()
+
+    run_all(consume, lambda: produce(1), lambda: produce(2))
+
+
+PROGRAMS = [("2 threads x 4 independent stores", independent_counters),
+            ("3 threads, one lock", locked_counter),
+            ("queue: 2 producers, 1 consumer", queue_hand_off),
+            ("condition: 2 producers, 1 consumer", condition_hand_off)]
+EXAMPLES = ["bank", "deadlock", "single_flight", "pipeline", "cancellation", "aio_cache", "aio_deadlock",
+            "aio_leak", "producer_consumer", "fan_out"]
+
+
+def search(target, strategy: str, budget: int):
+    started = time.perf_counter()
+    report = detsched.explore(target, strategy=strategy, runs=budget)
+    return report, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=BUDGET)
+    args = parser.parse_args()
+    targets = PROGRAMS + [(f"examples/{name}.py::fixed", os.path.join(ROOT, "examples", f"{name}.py") + "::fixed")
+                          for name in EXAMPLES]
+    print(f"budget {args.budget} schedules per search; '+' marks a search that ran out of budget")
+    print(f"{'program':40} {'dfs':>8} {'/s':>6} {'dpor':>8} {'/s':>6} {'dpor/dfs':>9}")
+    for name, target in targets:
+        row = []
+        counts = {}
+        for strategy in ("dfs", "dpor"):
+            report, elapsed = search(target, strategy, args.budget)
+            if report.failure is not None:
+                raise SystemExit(f"{name}: {strategy} found a failure in a correct program: {report.failure.message}")
+            counts[strategy] = report.runs
+            mark = "" if report.exhausted else "+"
+            row += [f"{report.runs}{mark}", f"{report.runs / elapsed:.0f}"]
+        if row[2].endswith("+"):
+            ratio = "unknown"  # neither search finished
+        else:
+            ratio = ("<= " if row[0].endswith("+") else "") + f"{counts['dpor'] / counts['dfs']:.3f}"
+        print(f"{name:40} {row[0]:>8} {row[1]:>6} {row[2]:>8} {row[3]:>6} {ratio:>9}")
+
+
+if __name__ == "__main__":
+    main()
