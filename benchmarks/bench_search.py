@@ -4,8 +4,10 @@ For each program -- small tests written the way users write them, and the fixed 
 examples -- explore with ``dfs`` and with ``dpor`` up to a budget of schedules, and print: schedules
 run, whether the search finished (verified) or ran out of budget, schedules per second, and the
 dpor/dfs schedule-count ratio ("<=" when dfs ran out of budget: the real ratio is smaller still).
+Then the speed-up of ``--jobs 2`` over one process for a pct exploration of a passing example
+(target: at least 1.7x on two cores), best of ``--repeat`` batches.
 
-    python benchmarks/bench_search.py [--budget N]
+    python benchmarks/bench_search.py [--budget N] [--parallel-runs N] [--repeat R]
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import detsched  # noqa: E402
+from detsched._explore.parallel import explore_in_parallel  # noqa: E402
 
 #: The schedules each search may run.
 BUDGET = 5_000
+#: Runs of the exploration timed with one process and with two.
+PARALLEL_RUNS = 4_000
+#: How much faster two worker processes must explore than one.
+TARGET_SPEED_UP = 1.7
 
 
 class Box:
@@ -104,6 +111,8 @@ def search(target, strategy: str, budget: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=BUDGET)
+    parser.add_argument("--parallel-runs", type=int, default=PARALLEL_RUNS)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     targets = PROGRAMS + [(f"examples/{name}.py::fixed", os.path.join(ROOT, "examples", f"{name}.py") + "::fixed")
                           for name in EXAMPLES]
@@ -124,6 +133,23 @@ def main() -> None:
         else:
             ratio = ("<= " if row[0].endswith("+") else "") + f"{counts['dpor'] / counts['dfs']:.3f}"
         print(f"{name:40} {row[0]:>8} {row[1]:>6} {row[2]:>8} {row[3]:>6} {ratio:>9}")
+    parallel_speed_up(args.parallel_runs, args.repeat)
+
+
+def parallel_speed_up(runs: int, repeat: int) -> None:
+    target = os.path.join(ROOT, "examples", "bank.py") + "::fixed"
+    one = two = float("inf")
+    for _ in range(repeat):  # alternating, so that load on the machine hits both alike
+        started = time.perf_counter()
+        detsched.explore(target, runs=runs)
+        one = min(one, time.perf_counter() - started)
+        started = time.perf_counter()
+        explore_in_parallel(target, 2, runs=runs, strategy="pct")
+        two = min(two, time.perf_counter() - started)
+    speed_up = one / two
+    verdict = "met" if speed_up >= TARGET_SPEED_UP else "NOT met"
+    print(f"\n--jobs 2 on examples/bank.py::fixed, {runs} pct runs: {one:.2f} s in one process, {two:.2f} s in two: "
+          f"{speed_up:.2f}x (target {TARGET_SPEED_UP}x: {verdict})")
 
 
 if __name__ == "__main__":

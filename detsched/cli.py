@@ -17,6 +17,7 @@ from detsched import __version__
 from detsched import settings
 from detsched._core.clock import real_monotonic
 from detsched._explore.explorer import explore, replay_traced
+from detsched._explore.parallel import explore_in_parallel
 from detsched._report.timeline import pace, render_timeline
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched.schedule import Schedule
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preemption-bound", type=_bound, default=None, metavar="K",
                      help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
                           "from a thread that could go on)")
+    run.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                     help="explore in N worker processes (pct and random); the report is the same for every N")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
                      help="where threads may switch besides synchronisation: free-threaded (also between two "
                           "statements, at stores; the default) or gil (only where GIL CPython switches: "
@@ -134,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.save:
         _check_save_path(args.save)  # before exploring, which may take minutes
-    progress = _Progress(args.runs) if sys.stderr.isatty() else None
-    report = explore(args.target, strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
-                     max_steps=args.max_steps, preempt_calls=args.preempt_calls,
-                     preempt_writes=args.preempt_writes, preemption=args.preemption,
-                     preemption_bound=args.preemption_bound, races=args.races,
-                     progress=progress)
+    options = dict(strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth, max_steps=args.max_steps,
+                   preempt_calls=args.preempt_calls, preempt_writes=args.preempt_writes,
+                   preemption=args.preemption, races=args.races)
+    progress = None
+    if args.jobs > 1:
+        if args.preemption_bound is not None:
+            raise DetschedUsageError("--preemption-bound is for dfs and dpor, which --jobs does not split")
+        report = explore_in_parallel(args.target, args.jobs, **options)
+    else:
+        progress = _Progress(args.runs) if sys.stderr.isatty() else None
+        report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress, **options)
     if progress is not None:
         progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",

@@ -275,3 +275,24 @@ def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, c
     assert main(["replay", str(saved)]) == 2
     assert command in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("strategy", ["pct", "random"])
+def test_jobs_report_the_same_failure_as_one_process(target, capsys, strategy):
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["run", f"{target}::main", "--strategy", strategy, "--runs", "400", "--jobs", jobs]) == 1
+        outputs.append(capsys.readouterr().out)
+    first, second = (out.splitlines() for out in outputs)
+    assert first[0] == second[0] and first[0].startswith("FAILED (exception) after ")
+    assert replay_line(outputs[0]).group(2) == replay_line(outputs[1]).group(2)
+
+
+def test_jobs_on_a_passing_target_pass(target, capsys):
+    assert main(["run", f"{target}::passes", "--runs", "40", "--jobs", "2"]) == 0
+    assert "passed: no failure in 40 runs" in capsys.readouterr().out
+
+
+def test_jobs_do_not_split_a_systematic_search(target, capsys):
+    assert main(["run", f"{target}::main", "--strategy", "dfs", "--jobs", "2"]) == 2
+    assert "a dfs search walks one tree in order: run it without --jobs" in capsys.readouterr().err

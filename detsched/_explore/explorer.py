@@ -115,12 +115,9 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     """
-    settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
-    resolved = resolve(target)
-    seed = settings.seed_from_environment(seed)
-    limits = Limits.of(max_steps, blocked_after)
-    points = Points(preempt_calls, settings.check_preemption(preemption, preempt_writes), races)
-    chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
+    resolved, seed, limits, points, chooser = _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls,
+                                                      preempt_writes, races, preemption, preemption_bound,
+                                                      blocked_after)
     started = real_monotonic()
 
     def found(result: ExecutionResult, index: int) -> Report:
@@ -128,14 +125,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
-    first = warm_up(resolved, limits, points)
-    if first.failure is not None:  # a real run, so its failure is reported like any other
-        return found(first, first_run)
-    chooser.calibrate(len(first.decisions))
-    for index in range(first_run, first_run + runs):
-        result = run_once(resolved, chooser, index, limits, points=points)
-        if progress is not None:
-            progress(index + 1 - first_run)
+    for index, result in _runs(resolved, chooser, first_run, runs, limits, points, progress):
         if result.failure is not None:
             return found(result, index)
         if getattr(chooser, "exhausted", False):  # a systematic search that ran every schedule
@@ -145,6 +135,47 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=verified,
                           bound=preemption_bound)
     return Report(None, runs, strategy, seed, real_monotonic() - started, bound=preemption_bound)
+
+
+def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
+                      seed: int = settings.SEED, depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS,
+                      preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
+                      preemption: str | None = None, blocked_after: float | None = None) -> int | None:
+    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` that
+    fails, or None: the same runs, without shrinking or explaining what failed (one slice of a
+    parallel exploration; ``explore(first_run=index, runs=1)`` then reports it)."""
+    resolved, _, limits, points, chooser = _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls,
+                                                    preempt_writes, races, preemption, None, blocked_after)
+    for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
+        if result.failure is not None:
+            return index
+    return None
+
+
+def _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races, preemption,
+             preemption_bound, blocked_after):
+    settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
+    resolved = resolve(target)
+    seed = settings.seed_from_environment(seed)
+    limits = Limits.of(max_steps, blocked_after)
+    points = Points(preempt_calls, settings.check_preemption(preemption, preempt_writes), races)
+    chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
+    return resolved, seed, limits, points, chooser
+
+
+def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress):
+    """(index, result) of the warm-up run if it fails (a real run, reported like any other), else
+    of every run of the exploration in order."""
+    first = warm_up(target, limits, points)
+    if first.failure is not None:
+        yield first_run, first
+        return
+    chooser.calibrate(len(first.decisions))
+    for index in range(first_run, first_run + runs):
+        result = run_once(target, chooser, index, limits, points=points)
+        if progress is not None:
+            progress(index + 1 - first_run)
+        yield index, result
 
 
 def warm_up(target: Target, limits: Limits, points: Points) -> ExecutionResult:

@@ -200,6 +200,10 @@ class Lock:
     def __exit__(self, *exc_info) -> None:
         self.release()
 
+    def _at_fork_reinit(self) -> None:
+        """As the stdlib's: a child process starts with the lock free (threading's fork hook)."""
+        self._locked, self._owner = False, None
+
     def __repr__(self) -> str:
         return f"<{'locked' if self._locked else 'unlocked'} detsched {self.label}>"
 
@@ -280,6 +284,9 @@ class RLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+    def _at_fork_reinit(self) -> None:
+        self._owner, self._count = None, 0
 
     def __repr__(self) -> str:
         owner = self._owner.name if self._owner is not None else None
@@ -420,6 +427,12 @@ class Condition:
             return None
         return MissedSignal(f"T{t.tid}", self.label, by.label, step)
 
+    def _at_fork_reinit(self) -> None:
+        """As the stdlib's (threading's fork hook resets the Events of threads it knows)."""
+        if hasattr(self._lock, "_at_fork_reinit"):
+            self._lock._at_fork_reinit()
+        self._waiters.clear()
+
     def __repr__(self) -> str:
         return f"<detsched {self.label} waiters={len(self._waiters)}>"
 
@@ -558,6 +571,9 @@ class Event:
             return None
         return MissedSignal(f"T{t.tid}", self.label, self._set_at[1], self._set_at[0], self._cleared_at[1],
                             self._cleared_at[0])
+
+    def _at_fork_reinit(self) -> None:
+        pass  # nothing here is held by a thread: the flag stays as it was, as the stdlib's does
 
     def __repr__(self) -> str:
         return f"<detsched {self.label}: {'set' if self._flag else 'unset'}>"
