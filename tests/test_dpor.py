@@ -376,7 +376,7 @@ def dining_philosophers():
 @pytest.mark.parametrize("program, kind", [(lost_update, "exception"), (order_bug, "exception"),
                                            (dining_philosophers, "deadlock")])
 def test_dpor_finds_the_bug_in_fewer_schedules_than_dfs(program, kind):
-    found = {strategy: detsched.explore(program, strategy=strategy, runs=3000) for strategy in ("dfs", "dpor")}
+    found = {strategy: detsched.explore(program, strategy=strategy, runs=800) for strategy in ("dfs", "dpor")}
     assert found["dpor"].failure.kind == kind
     # dfs goes deep first: three philosophers take it more than the whole budget
     assert found["dfs"].failure is None or found["dfs"].failure.kind == kind
