@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preemption-bound", type=_bound, default=None, metavar="K",
                      help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
                           "from a thread that could go on)")
+    run.add_argument("--time-budget", type=_argument(settings.parse_time_budget), default=None, metavar="SECONDS",
+                     help="start no run once SECONDS of wall time are spent (the report says it stopped there)")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N",
                      help="explore in N worker processes (pct and random); the report is the same for every N")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
@@ -142,12 +144,14 @@ def _run(args) -> int:
                    preemption=args.preemption, races=args.races)
     progress = None
     if args.jobs > 1:
-        if args.preemption_bound is not None:
-            raise DetschedUsageError("--preemption-bound is for dfs and dpor, which --jobs does not split")
+        if args.preemption_bound is not None or args.time_budget is not None:
+            raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes neither "
+                                     "--preemption-bound nor --time-budget")
         report = explore_in_parallel(args.target, args.jobs, **options)
     else:
         progress = _Progress(args.runs) if sys.stderr.isatty() else None
-        report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress, **options)
+        report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress,
+                         time_budget=args.time_budget, **options)
     if progress is not None:
         progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",

@@ -73,6 +73,26 @@ def parse_bound(value) -> int:
     return number
 
 
+def parse_time_budget(value) -> float:
+    """Wall seconds an exploration may take: a positive number."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def check_time_budget(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DetschedUsageError(f"time_budget must be a number of seconds, got {value!r}")
+    try:
+        parse_time_budget(value)
+    except ValueError as exc:
+        raise DetschedUsageError(f"time_budget {exc}") from None
+
+
 def parse_depth(value) -> int:
     number = parse_positive(value)
     if number > MAX_DEPTH:

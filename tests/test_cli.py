@@ -296,3 +296,17 @@ def test_jobs_on_a_passing_target_pass(target, capsys):
 def test_jobs_do_not_split_a_systematic_search(target, capsys):
     assert main(["run", f"{target}::main", "--strategy", "dfs", "--jobs", "2"]) == 2
     assert "a dfs search walks one tree in order: run it without --jobs" in capsys.readouterr().err
+
+
+def test_a_time_budget_stops_the_exploration_and_says_so(target, capsys):
+    assert main(["run", f"{target}::passes", "--runs", "100000", "--time-budget", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "passed: no failure in 1 run (strategy=pct, seed=0); stopped: the 0.001 s time budget was spent" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_a_bad_time_budget_is_a_usage_error(target, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", f"{target}::passes", f"--time-budget={value}"])
+    assert exit_info.value.code == 2
+    assert "--time-budget" in capsys.readouterr().err

@@ -95,7 +95,8 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
             preemption: str | None = None, preemption_bound: int | None = None,
-            blocked_after: float | None = None, progress: Callable[[int], None] | None = None) -> Report:
+            blocked_after: float | None = None, progress: Callable[[int], None] | None = None,
+            time_budget: float | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -114,7 +115,11 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     ``Report.exhausted`` is then True, and a passing report says every schedule was run. A thread
     that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
+    With ``time_budget`` (wall seconds), no run starts once it is spent: the report then says so
+    (``Report.stopped``), and how many runs that was depends on the machine.
     """
+    if time_budget is not None:
+        settings.check_time_budget(time_budget)
     resolved, seed, limits, points, chooser = _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls,
                                                       preempt_writes, races, preemption, preemption_bound,
                                                       blocked_after)
@@ -134,6 +139,9 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             verified = not getattr(chooser, "diverged", False)
             return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=verified,
                           bound=preemption_bound)
+        if time_budget is not None and real_monotonic() - started >= time_budget and index + 1 < first_run + runs:
+            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started,
+                          bound=preemption_bound, stopped=f"the {time_budget:g} s time budget was spent")
     return Report(None, runs, strategy, seed, real_monotonic() - started, bound=preemption_bound)
 
 

@@ -96,6 +96,7 @@ class Report:
     #: preemptions), or, for ``dpor``, one of every class of equivalent interleavings.
     exhausted: bool = False
     bound: int | None = None  # the preemption bound of a systematic search
+    stopped: str = ""  # why it stopped before its runs were done, e.g. "the 10 s time budget was spent"
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -116,7 +117,8 @@ class Report:
                 return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure"
             return f"verified up to {plural(self.bound, 'preemption')}: {runs} ({self.strategy}) -- no failure"
         if self.failure is None:
-            return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed})"
+            stopped = f"; stopped: {self.stopped}" if self.stopped else ""
+            return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed}){stopped}"
         f = self.failure
         return (f"FAILED ({f.kind}) after {plural(self.runs, 'run')}: {f.message}\n{f.body}\n\n"
                 f"replay: {f.replay_command}")
