@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
+
 
 @dataclass
 class _Branch:
@@ -39,10 +41,7 @@ class DepthFirst:
     name = "dfs"
 
     def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None):
-        if preemption_bound is not None and (isinstance(preemption_bound, bool) or not isinstance(preemption_bound, int)
-                                             or preemption_bound < 0):
-            raise ValueError(f"preemption bound must be a non-negative integer, got {preemption_bound!r}")
-        self.preemption_bound = preemption_bound
+        self.preemption_bound = check_bound(preemption_bound)
         # Invariant: path[i] is decision i of the run in progress, or of the last run; every branch
         # has taken < len(options), and its preemptions_before fits the bound.
         self.path: list[_Branch] = []
@@ -68,12 +67,9 @@ class DepthFirst:
 
     def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
                   at: tuple[int, int] = (0, 0)) -> int:
-        if current not in runnable:
-            current = None
-        default = current if current is not None else runnable[0]
-        options = (default, *(tid for tid in runnable if tid != default))
+        options, current = options_in_order(runnable, current)
         chosen = self._choose(options, current)
-        if current is not None and chosen != current:
+        if preempts(current, chosen):
             self.preemptions += 1
         return chosen
 
@@ -92,8 +88,7 @@ class DepthFirst:
 
     def _next_option(self, branch: _Branch) -> int | None:
         for index in range(branch.taken + 1, len(branch.options)):
-            preempts = branch.current is not None and branch.options[index] != branch.current
-            if not preempts or self.preemption_bound is None or branch.preemptions_before < self.preemption_bound:
+            if within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index]):
                 return index
         return None
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
+
 from detsched._core.footprints import Footprints, Step, dependent
 
 
@@ -60,10 +62,7 @@ class PartialOrder:
     needs_footprints = True
 
     def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None):
-        if preemption_bound is not None and (isinstance(preemption_bound, bool) or not isinstance(preemption_bound, int)
-                                             or preemption_bound < 0):
-            raise ValueError(f"preemption bound must be a non-negative integer, got {preemption_bound!r}")
-        self.preemption_bound = preemption_bound
+        self.preemption_bound = check_bound(preemption_bound)
         self.path: list[_Node] = []  # Invariant: path[i] is decision i of the run in progress, or of the last
         self.position = 0  # decisions made so far in the run in progress
         self.preemptions = 0
@@ -99,12 +98,9 @@ class PartialOrder:
 
     def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
                   at: tuple[int, int] = (0, 0)) -> int:
-        if current not in runnable:
-            current = None
-        default = current if current is not None else runnable[0]
-        options = (default, *(tid for tid in runnable if tid != default))
+        options, current = options_in_order(runnable, current)
         chosen = self._choose(options, current, data=False)
-        if current is not None and chosen != current:
+        if preempts(current, chosen):
             self.preemptions += 1
         return chosen
 
@@ -198,8 +194,7 @@ class PartialOrder:
                         before.backtrack.add(option)
 
     def _within_bound(self, node: _Node, option: int) -> bool:
-        preempts = node.current is not None and option != node.current
-        return not preempts or self.preemption_bound is None or node.preemptions_before < self.preemption_bound
+        return within_bound(self.preemption_bound, node.current, node.preemptions_before, option)
 
     def _run_began(self, decision: int, tid: int) -> int:
         """The latest decision at or before ``decision`` where ``tid`` was switched to (0 if none)."""
