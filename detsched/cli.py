@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "scheduling points (races then need a call or a lock in their window, as under the GIL)")
     run.add_argument("--preemption-bound", type=_bound, default=None, metavar="K",
                      help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
-                          "from a thread that could go on)")
+                          "from a thread that could go on); 'iterative': bounds 0, 1, 2... in turn until the runs "
+                          "are spent")
     run.add_argument("--time-budget", type=_argument(settings.parse_time_budget), default=None, metavar="SECONDS",
                      help="start no run once SECONDS of wall time are spent (the report says it stopped there)")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N",

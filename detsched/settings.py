@@ -65,8 +65,14 @@ def parse_runs(value) -> int:
     return number
 
 
-def parse_bound(value) -> int:
-    """A bound that may be 0 (``--preemption-bound 0``: no preemption at all)."""
+#: A preemption bound that grows: 0, 1, 2... in turn, until the runs are spent.
+ITERATIVE = "iterative"
+
+
+def parse_bound(value) -> int | str:
+    """A bound that may be 0 (``--preemption-bound 0``: no preemption at all), or ``iterative``."""
+    if value == ITERATIVE:
+        return ITERATIVE
     number = parse_integer(value)
     if number < 0:
         raise ValueError(f"must be at least 0, got {number}")

@@ -126,3 +126,21 @@ def test_a_program_that_is_not_deterministic_is_never_verified():
     report = detsched.explore(decides_differently_each_time, strategy="dfs", runs=1000)
     assert report.failure is None and not report.exhausted
     assert str(report).startswith("passed: ")
+
+
+def test_an_iterative_bound_says_the_largest_bound_it_covered():
+    report = detsched.explore(two_locked_increments, strategy="dfs", runs=30, preemption_bound="iterative")
+    assert report.exhausted and report.bound is not None and report.runs == 30
+    assert str(report).startswith(f"verified up to {report.bound} preemption")
+    assert str(report).endswith(f"the runs ran out searching {report.bound + 1} preemptions")
+
+
+def test_an_iterative_bound_ends_verified_without_a_bound_when_nothing_was_left_out():
+    report = detsched.explore(two_locked_increments, strategy="dfs", runs=100_000, preemption_bound="iterative")
+    assert report.exhausted and report.bound is None
+    assert report.runs > detsched.explore(two_locked_increments, strategy="dfs", runs=100_000).runs
+
+
+def test_an_iterative_bound_finds_the_lost_update_at_the_smallest_bound():
+    report = detsched.explore(two_unlocked_increments, strategy="dfs", runs=1000, preemption_bound="iterative")
+    assert report.failure is not None and report.failure.schedule.preemptions == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
+import itertools
 import random
 import warnings
 from typing import Callable
@@ -25,6 +26,7 @@ from detsched._explore.targets import Target, resolve
 from detsched._instrument.world import World
 from detsched._primitives import futures, threads
 from detsched._report.failure import Failure, Report
+from detsched._report.timeline import plural
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched.schedule import Points, Schedule, fingerprint
 from detsched.settings import Limits
@@ -94,7 +96,7 @@ def _call(target: Target) -> None:
 def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
-            preemption: str | None = None, preemption_bound: int | None = None,
+            preemption: str | None = None, preemption_bound: int | str | None = None,
             blocked_after: float | None = None, progress: Callable[[int], None] | None = None,
             time_budget: float | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
@@ -112,7 +114,10 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     the race detector, and two accesses of one location that nothing orders, one a write, fail the
     run as ``data-race`` (``docs/races.md``). ``strategy="dfs"`` searches the schedules depth first
     (with at most ``preemption_bound`` preemptions each, if given) and stops when none is left:
-    ``Report.exhausted`` is then True, and a passing report says every schedule was run. A thread
+    ``Report.exhausted`` is then True, and a passing report says every schedule was run;
+    ``strategy="dpor"`` runs one schedule per class of equivalent interleavings.
+    ``preemption_bound="iterative"`` searches with bounds 0, 1, 2... in turn (iterative context
+    bounding) until the runs are spent: the report says the largest bound covered. A thread
     that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     With ``time_budget`` (wall seconds), no run starts once it is spent: the report then says so
@@ -120,9 +125,9 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     """
     if time_budget is not None:
         settings.check_time_budget(time_budget)
-    resolved, seed, limits, points, chooser = _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls,
-                                                      preempt_writes, races, preemption, preemption_bound,
-                                                      blocked_after)
+    resolved, seed, limits, points = _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races,
+                                              preemption, blocked_after)
+    iterative = preemption_bound == settings.ITERATIVE
     started = real_monotonic()
 
     def found(result: ExecutionResult, index: int) -> Report:
@@ -130,19 +135,36 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
-    for index, result in _runs(resolved, chooser, first_run, runs, limits, points, progress):
-        if result.failure is not None:
-            return found(result, index)
-        if getattr(chooser, "exhausted", False):  # a systematic search that ran every schedule
-            # ... of the program as it behaved: one whose decisions changed under a replayed prefix
-            # is not deterministic, and its search proves nothing.
-            verified = not getattr(chooser, "diverged", False)
-            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started, exhausted=verified,
-                          bound=preemption_bound)
-        if time_budget is not None and real_monotonic() - started >= time_budget and index + 1 < first_run + runs:
-            return Report(None, index + 1 - first_run, strategy, seed, real_monotonic() - started,
-                          bound=preemption_bound, stopped=f"the {time_budget:g} s time budget was spent")
-    return Report(None, runs, strategy, seed, real_monotonic() - started, bound=preemption_bound)
+    def passed(ran: int, **outcome) -> Report:
+        return Report(None, ran, strategy, seed, real_monotonic() - started, **outcome)
+
+    ran = 0  # runs so far, over every bound an iterative search tried
+    covered = None  # iterative: the largest bound whose every schedule ran
+    for bound in itertools.count() if iterative else (preemption_bound,):
+        chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound)
+        counted = None if progress is None else (lambda done, before=ran: progress(before + done))
+        for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted):
+            if result.failure is not None:
+                return found(result, index)
+            so_far = index + 1 - first_run
+            if getattr(chooser, "exhausted", False):  # a systematic search that ran every schedule
+                # ... of the program as it behaved: one whose decisions changed under a replayed prefix
+                # is not deterministic, and its search proves nothing.
+                if getattr(chooser, "diverged", False):
+                    return passed(so_far, bound=covered)
+                if not (iterative and chooser.pruned):  # nothing was left out for the bound
+                    return passed(so_far, exhausted=True, bound=None if iterative else bound)
+                covered, ran = bound, so_far
+                break
+            if time_budget is not None and real_monotonic() - started >= time_budget and so_far < runs:
+                return passed(so_far, exhausted=covered is not None, bound=covered if iterative else bound,
+                              stopped=f"the {time_budget:g} s time budget was spent")
+        else:  # the runs ran out
+            searching = f"the runs ran out searching {plural(bound, 'preemption')}" if iterative else ""
+            return passed(runs, exhausted=covered is not None, bound=covered if iterative else bound, stopped=searching)
+        if ran >= runs:
+            return passed(runs, exhausted=True, bound=covered)
+    raise AssertionError("unreachable: an iterative search returns from its loop")
 
 
 def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
@@ -152,23 +174,22 @@ def first_failing_run(target, *, first_run: int, runs: int, strategy: str = sett
     """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` that
     fails, or None: the same runs, without shrinking or explaining what failed (one slice of a
     parallel exploration; ``explore(first_run=index, runs=1)`` then reports it)."""
-    resolved, _, limits, points, chooser = _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls,
-                                                    preempt_writes, races, preemption, None, blocked_after)
+    resolved, seed, limits, points = _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races,
+                                              preemption, blocked_after)
+    chooser = make_strategy(strategy, seed=seed, depth=depth)
     for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
         if result.failure is not None:
             return index
     return None
 
 
-def _prepare(target, strategy, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races, preemption,
-             preemption_bound, blocked_after):
+def _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races, preemption, blocked_after):
     settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
     resolved = resolve(target)
     seed = settings.seed_from_environment(seed)
     limits = Limits.of(max_steps, blocked_after)
     points = Points(preempt_calls, settings.check_preemption(preemption, preempt_writes), races)
-    chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
-    return resolved, seed, limits, points, chooser
+    return resolved, seed, limits, points
 
 
 def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress):

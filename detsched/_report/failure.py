@@ -112,10 +112,11 @@ class Report:
             # A partial-order reduction runs one schedule per class of equivalent interleavings.
             runs = (f"{plural(self.runs, 'schedule')} cover every interleaving up to the order of independent steps"
                     if self.strategy == "dpor" else plural(self.runs, "schedule"))
+            stopped = f"; {self.stopped}" if self.stopped else ""
             if self.bound is None:
                 every = "" if self.strategy == "dpor" else "all "
-                return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure"
-            return f"verified up to {plural(self.bound, 'preemption')}: {runs} ({self.strategy}) -- no failure"
+                return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure{stopped}"
+            return f"verified up to {plural(self.bound, 'preemption')}: {runs} ({self.strategy}) -- no failure{stopped}"
         if self.failure is None:
             stopped = f"; stopped: {self.stopped}" if self.stopped else ""
             return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed}){stopped}"

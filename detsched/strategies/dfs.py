@@ -50,6 +50,7 @@ class DepthFirst:
         self.schedules = 0  # runs started
         self.replaying = 0  # decisions the run in progress must make as the path says
         self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
+        self.pruned = False  # the bound left out a schedule: a larger one would run more
 
     def calibrate(self, decisions: int) -> None:
         pass
@@ -90,6 +91,7 @@ class DepthFirst:
         for index in range(branch.taken + 1, len(branch.options)):
             if within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index]):
                 return index
+            self.pruned = True
         return None
 
     def _advance(self) -> None:

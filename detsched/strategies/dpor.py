@@ -70,6 +70,7 @@ class PartialOrder:
         self.redundant = 0  # runs that reached a decision where every runnable thread was asleep
         self.replaying = 0  # decisions the run in progress must make as the path says
         self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
+        self.pruned = False  # the bound left out a schedule: a larger one would run more
         self._footprints: Footprints | None = None  # of the run in progress, until it is analysed
         self._blocked = False  # the run in progress reached a decision where all were asleep
 
@@ -194,7 +195,10 @@ class PartialOrder:
                         before.backtrack.add(option)
 
     def _within_bound(self, node: _Node, option: int) -> bool:
-        return within_bound(self.preemption_bound, node.current, node.preemptions_before, option)
+        if within_bound(self.preemption_bound, node.current, node.preemptions_before, option):
+            return True
+        self.pruned = True
+        return False
 
     def _run_began(self, decision: int, tid: int) -> int:
         """The latest decision at or before ``decision`` where ``tid`` was switched to (0 if none)."""

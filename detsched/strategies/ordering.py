@@ -10,7 +10,8 @@ def check_bound(preemption_bound) -> int | None:
     """``preemption_bound`` if it is None or a non-negative integer; ``ValueError`` otherwise."""
     if preemption_bound is not None and (isinstance(preemption_bound, bool) or not isinstance(preemption_bound, int)
                                          or preemption_bound < 0):
-        raise ValueError(f"preemption bound must be a non-negative integer, got {preemption_bound!r}")
+        raise ValueError(f"preemption bound must be a non-negative integer (or 'iterative' for explore), "
+                         f"got {preemption_bound!r}")
     return preemption_bound
 
 
