@@ -18,11 +18,13 @@ from detsched import settings
 from detsched._core.clock import real_monotonic
 from detsched._explore.explorer import explore, replay_traced
 from detsched._explore.parallel import explore_in_parallel
-from detsched._report.timeline import pace, render_timeline
+from detsched._report.timeline import pace, plural, render_timeline
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched.schedule import Schedule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: As a shell reports a process that SIGINT ended.
+EXIT_INTERRUPTED = 130
 #: Seconds between progress-line updates on a terminal.
 PROGRESS_EVERY = 0.5
 
@@ -143,18 +145,23 @@ def _run(args) -> int:
     options = dict(strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth, max_steps=args.max_steps,
                    preempt_calls=args.preempt_calls, preempt_writes=args.preempt_writes,
                    preemption=args.preemption, races=args.races)
-    progress = None
-    if args.jobs > 1:
-        if args.preemption_bound is not None or args.time_budget is not None:
-            raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes neither "
-                                     "--preemption-bound nor --time-budget")
-        report = explore_in_parallel(args.target, args.jobs, **options)
-    else:
-        progress = _Progress(args.runs) if sys.stderr.isatty() else None
-        report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress,
-                         time_budget=args.time_budget, **options)
-    if progress is not None:
+    progress = _Progress(args.runs, shown=sys.stderr.isatty())
+    try:
+        if args.jobs > 1:
+            if args.preemption_bound is not None or args.time_budget is not None:
+                raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes neither "
+                                         "--preemption-bound nor --time-budget")
+            report = explore_in_parallel(args.target, args.jobs, **options)
+        else:
+            report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress,
+                             time_budget=args.time_budget, **options)
+    except KeyboardInterrupt:
         progress.clear()
+        # What a search covered before it was stopped: runs that passed, nothing verified.
+        runs = f"after {plural(progress.done, 'run')}: no failure in those" if args.jobs == 1 else "before a failure"
+        print(f"interrupted {runs} (strategy={args.strategy}, seed={args.seed}); not verified", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",
           file=sys.stderr)
     print(report)
@@ -240,12 +247,16 @@ def _replay(target: str, schedule: str, args, *, show: bool) -> int:
 
 
 class _Progress:
-    """A self-overwriting progress line on a terminal: runs done and runs per second."""
+    """Runs done so far, and (on a terminal) a self-overwriting line of them and runs per second."""
 
-    def __init__(self, total: int):
-        self.total, self.started, self.shown = total, real_monotonic(), 0.0
+    def __init__(self, total: int, *, shown: bool):
+        self.total, self.started, self.shown, self.visible = total, real_monotonic(), 0.0, shown
+        self.done = 0
 
     def __call__(self, done: int) -> None:
+        self.done = done
+        if not self.visible:
+            return
         now = real_monotonic()
         if now - self.shown >= PROGRESS_EVERY:
             self.shown = now
@@ -255,8 +266,9 @@ class _Progress:
             sys.stderr.flush()
 
     def clear(self) -> None:
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+        if self.visible:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -310,3 +310,20 @@ def test_a_bad_time_budget_is_a_usage_error(target, capsys, value):
         main(["run", f"{target}::passes", f"--time-budget={value}"])
     assert exit_info.value.code == 2
     assert "--time-budget" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_what_was_covered_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    path = tmp_path / "slow.py"
+    path.write_text("import threading\n\ndef main():\n"
+                    "    t = threading.Thread(target=lambda: None)\n    t.start()\n    t.join()\n")
+    process = subprocess.Popen([sys.executable, "-m", "detsched", "run", f"{path}::main", "--runs", "10000000",
+                                "--strategy", "random"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # past start-up and the first runs (generous: shared machines)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert re.search(r"interrupted after [\d,]+ runs?: no failure in those \(strategy=random, seed=0\); not verified",
+                     err), err
