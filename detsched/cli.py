@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
                           "from a thread that could go on); 'iterative': bounds 0, 1, 2... in turn until the runs "
                           "are spent")
+    run.add_argument("--delay-bound", type=_bound, default=None, metavar="D",
+                     help="with --strategy dfs: only schedules with at most D delays (each a step past the "
+                          "thread a round-robin scheduler would run; often finds bugs sooner than a preemption bound)")
     run.add_argument("--time-budget", type=_argument(settings.parse_time_budget), default=None, metavar="SECONDS",
                      help="start no run once SECONDS of wall time are spent (the report says it stopped there)")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N",
@@ -148,13 +151,13 @@ def _run(args) -> int:
     progress = _Progress(args.runs, shown=sys.stderr.isatty())
     try:
         if args.jobs > 1:
-            if args.preemption_bound is not None or args.time_budget is not None:
-                raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes neither "
-                                         "--preemption-bound nor --time-budget")
+            if args.preemption_bound is not None or args.delay_bound is not None or args.time_budget is not None:
+                raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes no "
+                                         "--preemption-bound, --delay-bound or --time-budget")
             report = explore_in_parallel(args.target, args.jobs, **options)
         else:
-            report = explore(args.target, preemption_bound=args.preemption_bound, progress=progress,
-                             time_budget=args.time_budget, **options)
+            report = explore(args.target, preemption_bound=args.preemption_bound, delay_bound=args.delay_bound,
+                             progress=progress, time_budget=args.time_budget, **options)
     except KeyboardInterrupt:
         progress.clear()
         # What a search covered before it was stopped: runs that passed, nothing verified.

@@ -144,3 +144,50 @@ def test_an_iterative_bound_ends_verified_without_a_bound_when_nothing_was_left_
 def test_an_iterative_bound_finds_the_lost_update_at_the_smallest_bound():
     report = detsched.explore(two_unlocked_increments, strategy="dfs", runs=1000, preemption_bound="iterative")
     assert report.failure is not None and report.failure.schedule.preemptions == 1
+
+
+def test_a_delay_bound_of_zero_runs_the_one_round_robin_schedule():
+    report = detsched.explore(two_locked_increments, strategy="dfs", runs=1000, delay_bound=0)
+    assert report.exhausted and report.runs == 1
+    assert str(report) == "verified up to 0 delays: 1 schedule (dfs) -- no failure"
+
+
+def test_each_delay_more_runs_more_schedules_and_finds_the_lost_update_with_one():
+    counts = [detsched.explore(two_locked_increments, strategy="dfs", runs=100_000, delay_bound=bound).runs
+              for bound in range(4)]
+    assert counts == sorted(set(counts))
+    failure = detsched.explore(two_unlocked_increments, strategy="dfs", runs=1000, delay_bound=1).failure
+    assert failure is not None and "box is 1" in failure.message
+
+
+def three_philosophers():
+    forks = [threading.Lock() for _ in range(3)]
+
+    def philosopher(n):
+        with forks[n]:
+            with forks[(n + 1) % 3]:
+                pass
+
+    threads = [threading.Thread(target=philosopher, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_delay_bound_finds_the_philosophers_deadlock_that_plain_dfs_does_not_reach_in_budget():
+    assert detsched.explore(three_philosophers, strategy="dfs", runs=300).failure is None
+    failure = detsched.explore(three_philosophers, strategy="dfs", runs=300, delay_bound=2).failure
+    assert failure is not None and failure.kind == "deadlock"
+
+
+def test_a_delay_bound_is_for_dfs_only():
+    with pytest.raises(detsched.DetschedUsageError, match="a delay bound is for strategy 'dfs', not 'dpor'"):
+        detsched.explore(two_locked_increments, strategy="dpor", runs=10, delay_bound=1)
+
+
+def test_the_cli_takes_a_delay_bound(capsys):
+    from detsched.cli import main
+
+    assert main(["run", "test_dfs:two_locked_increments", "--strategy", "dfs", "--delay-bound", "1"]) == 0
+    assert "verified up to 1 delay: " in capsys.readouterr().out

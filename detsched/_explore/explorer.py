@@ -96,7 +96,7 @@ def _call(target: Target) -> None:
 def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.RUNS, seed: int = settings.SEED,
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
-            preemption: str | None = None, preemption_bound: int | str | None = None,
+            preemption: str | None = None, preemption_bound: int | str | None = None, delay_bound: int | None = None,
             blocked_after: float | None = None, progress: Callable[[int], None] | None = None,
             time_budget: float | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
@@ -117,7 +117,8 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     ``Report.exhausted`` is then True, and a passing report says every schedule was run;
     ``strategy="dpor"`` runs one schedule per class of equivalent interleavings.
     ``preemption_bound="iterative"`` searches with bounds 0, 1, 2... in turn (iterative context
-    bounding) until the runs are spent: the report says the largest bound covered. A thread
+    bounding) until the runs are spent: the report says the largest bound covered. ``delay_bound``
+    (``dfs`` only) keeps the schedules within that many delays (delay bounding). A thread
     that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     With ``time_budget`` (wall seconds), no run starts once it is spent: the report then says so
@@ -136,12 +137,12 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
 
     def passed(ran: int, **outcome) -> Report:
-        return Report(None, ran, strategy, seed, real_monotonic() - started, **outcome)
+        return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound, **outcome)
 
     ran = 0  # runs so far, over every bound an iterative search tried
     covered = None  # iterative: the largest bound whose every schedule ran
     for bound in itertools.count() if iterative else (preemption_bound,):
-        chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound)
+        chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound, delay_bound=delay_bound)
         counted = None if progress is None else (lambda done, before=ran: progress(before + done))
         for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted):
             if result.failure is not None:

@@ -97,6 +97,7 @@ class Report:
     exhausted: bool = False
     bound: int | None = None  # the preemption bound of a systematic search
     stopped: str = ""  # why it stopped before its runs were done, e.g. "the 10 s time budget was spent"
+    delays: int | None = None  # the delay bound of a ``dfs`` search
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -113,10 +114,12 @@ class Report:
             runs = (f"{plural(self.runs, 'schedule')} cover every interleaving up to the order of independent steps"
                     if self.strategy == "dpor" else plural(self.runs, "schedule"))
             stopped = f"; {self.stopped}" if self.stopped else ""
-            if self.bound is None:
+            bounds = [plural(bound, word) for bound, word in ((self.bound, "preemption"), (self.delays, "delay"))
+                      if bound is not None]
+            if not bounds:
                 every = "" if self.strategy == "dpor" else "all "
                 return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure{stopped}"
-            return f"verified up to {plural(self.bound, 'preemption')}: {runs} ({self.strategy}) -- no failure{stopped}"
+            return f"verified up to {' and '.join(bounds)}: {runs} ({self.strategy}) -- no failure{stopped}"
         if self.failure is None:
             stopped = f"; stopped: {self.stopped}" if self.stopped else ""
             return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed}){stopped}"

@@ -35,13 +35,20 @@ class _Branch:
     taken: int  # index into options
     current: int | None  # the thread that could go on (a switch away from it is a preemption)
     preemptions_before: int  # preemptions on the path before this decision
+    delays_before: int = 0  # delays on the path before this decision (taking option i costs i)
 
 
 class DepthFirst:
     name = "dfs"
 
-    def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None):
+    def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None,
+                 delay_bound: int | None = None):
         self.preemption_bound = check_bound(preemption_bound)
+        #: Delay bounding (Emmi, Qadeer and Rakamaric, "Delay-Bounded Scheduling", POPL 2011): the
+        #: deterministic scheduler runs the current thread on, then the next one after it in thread
+        #: order; taking the i-th option of a decision in that order (0 is the default) is i delays.
+        self.delay_bound = check_bound(delay_bound)
+        self.delays = 0  # delays so far in the run in progress
         # Invariant: path[i] is decision i of the run in progress, or of the last run; every branch
         # has taken < len(options), and its preemptions_before fits the bound.
         self.path: list[_Branch] = []
@@ -59,7 +66,7 @@ class DepthFirst:
         if self.schedules:
             self._advance()
         self.schedules += 1
-        self.position = self.preemptions = 0
+        self.position = self.preemptions = self.delays = 0
 
     @property
     def exhausted(self) -> bool:
@@ -69,6 +76,9 @@ class DepthFirst:
     def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
                   at: tuple[int, int] = (0, 0)) -> int:
         options, current = options_in_order(runnable, current)
+        if self.delay_bound is not None:  # round robin from the default
+            later = [tid for tid in options[1:] if tid > options[0]]
+            options = (options[0], *later, *(tid for tid in options[1:] if tid < options[0]))
         chosen = self._choose(options, current)
         if preempts(current, chosen):
             self.preemptions += 1
@@ -82,13 +92,17 @@ class DepthFirst:
             self.diverged = True  # the program did something else this time: search on from here
             del self.path[self.position:]
         if self.position == len(self.path):
-            self.path.append(_Branch(options, 0, current, self.preemptions))
+            self.path.append(_Branch(options, 0, current, self.preemptions, self.delays))
         branch = self.path[self.position]
         self.position += 1
+        self.delays += branch.taken
         return branch.options[branch.taken]
 
     def _next_option(self, branch: _Branch) -> int | None:
         for index in range(branch.taken + 1, len(branch.options)):
+            if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
+                self.pruned = True
+                return None  # the options after it cost more delays still
             if within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index]):
                 return index
             self.pruned = True

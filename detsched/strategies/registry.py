@@ -30,7 +30,8 @@ def strategy_factories() -> dict[str, Callable[..., Strategy]]:
     return merged
 
 
-def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | None = None) -> Strategy:
+def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | None = None,
+                  delay_bound: int | None = None) -> Strategy:
     """A fresh strategy for one exploration; ``DetschedUsageError`` for an unknown name, a plugin's
     strategy that lacks part of the protocol, or a preemption bound for a strategy without one."""
     factories = strategy_factories()
@@ -40,7 +41,14 @@ def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | N
         raise DetschedUsageError(
             f"unknown strategy {name!r}; choose one of: {', '.join(sorted(factories))}"
         ) from None
-    if preemption_bound is None:
+    if delay_bound is not None:
+        if factory is not DepthFirst:
+            raise DetschedUsageError(f"a delay bound is for strategy 'dfs', not {name!r}")
+        try:
+            strategy = factory(seed=seed, depth=depth, preemption_bound=preemption_bound, delay_bound=delay_bound)
+        except ValueError as exc:
+            raise DetschedUsageError(str(exc)) from None
+    elif preemption_bound is None:
         strategy = factory(seed=seed, depth=depth)
     elif factory in (DepthFirst, PartialOrder):
         try:
