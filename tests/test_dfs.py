@@ -160,24 +160,11 @@ def test_each_delay_more_runs_more_schedules_and_finds_the_lost_update_with_one(
     assert failure is not None and "box is 1" in failure.message
 
 
-def three_philosophers():
-    forks = [threading.Lock() for _ in range(3)]
-
-    def philosopher(n):
-        with forks[n]:
-            with forks[(n + 1) % 3]:
-                pass
-
-    threads = [threading.Thread(target=philosopher, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
 def test_a_delay_bound_finds_the_philosophers_deadlock_that_plain_dfs_does_not_reach_in_budget():
-    assert detsched.explore(three_philosophers, strategy="dfs", runs=300).failure is None
-    failure = detsched.explore(three_philosophers, strategy="dfs", runs=300, delay_bound=2).failure
+    from test_dpor import dining_philosophers
+
+    assert detsched.explore(dining_philosophers, strategy="dfs", runs=300).failure is None
+    failure = detsched.explore(dining_philosophers, strategy="dfs", runs=300, delay_bound=2).failure
     assert failure is not None and failure.kind == "deadlock"
 
 
