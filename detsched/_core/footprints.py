@@ -38,6 +38,11 @@ class Step:
         self.published: set[object] = set()  # exact keys of what it released, put, set, finished...
         self.received: set[object] = set()  # exact keys of what it acquired, got, waited for, joined...
 
+    def touched(self, exact, stable, write: bool) -> None:
+        """Count one touch under both keys: a key written once stays written."""
+        self.exact[exact] = write or self.exact.get(exact, False)
+        self.stable[stable] = write or self.stable.get(stable, False)
+
     def __repr__(self) -> str:
         return f"Step(T{self.tid}, decision={self.decision}, {sorted(map(str, self.stable))})"
 
@@ -59,9 +64,7 @@ class Footprints:
         key = id(obj)
         self._alive[key] = obj
         step = self.steps[-1]
-        step.exact[key] = write or step.exact.get(key, False)
-        stable = _stable_name(obj)
-        step.stable[stable] = write or step.stable.get(stable, False)
+        step.touched(key, _stable_name(obj), write)
         if published:
             step.published.add(key)
         if received:
@@ -71,25 +74,21 @@ class Footprints:
         """The running step starts thread ``tid`` (published) or is its first step (received)."""
         key = ("thread", tid)
         step = self.steps[-1]
-        step.exact[key] = step.stable[key] = True
+        step.touched(key, key, True)
         if published:
             step.published.add(key)
         if received:
             step.received.add(key)
 
     def touch_clock(self) -> None:
-        step = self.steps[-1]
-        step.exact[CLOCK] = step.stable[CLOCK] = True
+        self.steps[-1].touched(CLOCK, CLOCK, True)
 
     def access(self, owner, tag: int, key, write: bool) -> None:
         """A memory access the race detector saw: ``(owner, tag, key)`` is its location."""
         ident = id(owner)
         self._alive[ident] = owner
-        step = self.steps[-1]
-        exact = (ident, tag, key)
-        step.exact[exact] = write or step.exact.get(exact, False)
         stable = (tag, _owner_name(owner), key if isinstance(key, (str, int)) else None)
-        step.stable[stable] = write or step.stable.get(stable, False)
+        self.steps[-1].touched((ident, tag, key), stable, write)
 
 
 def dependent(a: dict, b: dict) -> bool:

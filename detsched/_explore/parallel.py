@@ -47,7 +47,7 @@ def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **o
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                start = pending.pop(future)
+                del pending[future]
                 index = future.result()
                 if index is not None and (failing is None or index < failing):
                     failing = index

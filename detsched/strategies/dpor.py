@@ -3,31 +3,35 @@
 Two schedules that differ only in the order of independent steps (steps of different threads that
 touch nothing in common, or only read what they share) end in the same state; running both proves
 nothing the first did not. This search runs schedules depth first, as ``dfs`` does, but tries
-another thread at a decision only when a run showed that thread's step *races* with the step taken
-there: Flanagan and Godefroid, "Dynamic Partial-Order Reduction for Model Checking Software" (POPL
-2005), with sleep sets (Godefroid, "Partial-Order Methods for the Verification of Concurrent
-Systems", LNCS 1032, 1996) so that an order already covered is not run again.
+another thread at a decision only when a run showed a *race* there: source sets with sleep sets
+(Abdulla, Aronis, Jonsson and Sagonas, "Optimal Dynamic Partial Order Reduction", POPL 2014,
+section 4; after Flanagan and Godefroid, "Dynamic Partial-Order Reduction for Model Checking
+Software", POPL 2005, and Godefroid's sleep sets, LNCS 1032, 1996).
 
-After each run, for every step ``j`` the search finds the latest earlier step ``i`` of another
-thread that ``j`` depends on and that does not happen before ``j``'s thread's previous step (vector
-clocks over program order and the dependent pairs of the run). If ``j``'s thread could have run
-instead of ``i`` there, it is added to that decision's backtrack set; otherwise every thread that
-could (the paper's fallback). Dependencies come from the run's footprints
-(``detsched._core.footprints``): primitives every operation touches, and every memory access the
-race detector sees -- so a ``dpor`` run instruments accesses even when races are not checked.
+After each run, ``races`` finds every pair of steps ``(i, j)`` of different threads where ``j``
+depends on ``i`` and nothing ordered between them does (vector clocks over program order and the
+dependent pairs of the run). Unless some thread that can begin a reversal of the race
+(``initials``) is already tried at ``i``'s decision, one is added to its backtrack set; if none of
+them could run there, every thread that could is (Flanagan and Godefroid's fallback). Dependencies
+come from the run's footprints (``detsched._core.footprints``): primitives every operation touches,
+and every memory access the race detector sees -- so a ``dpor`` run instruments accesses even when
+races are not checked.
 
-A search with ``preemption_bound`` adds a backtrack point that would exceed the bound where the
-preempted thread's run of steps began instead, as bounded partial-order reduction does (Coons,
-Musuvathi and McKinley, "Bounded Partial-Order Reduction", OOPSLA 2013).
+With ``preemption_bound``, a backtrack point that would exceed the bound is also added at every
+earlier decision of the preempted thread's run of steps (bounded partial-order reduction, Coons,
+Musuvathi and McKinley, OOPSLA 2013, add it at the run's start only, which property tests showed
+misses schedules), every switch that preempts nobody is explored, and sleep sets are off (the
+schedule a sleeping thread stands for may need more preemptions than the bound allows).
 
 Deviations, all on the side of running more: a release and the acquire it lets go on are never
-taken for a race (the acquire could not have run first), but every other pair of operations on one
-primitive is dependent, commuting or not; stable keys for sleep sets merge what exact keys keep
-apart (see the footprints module); data choices (which ready asyncio callback runs next) are
-explored in full, as in ``dfs``; a run whose every runnable thread is asleep is run to its end
-rather than cut short (it counts as a schedule, and ``redundant`` says how many there were).
-What the search cannot see it cannot reduce soundly: accesses in code that is not rewritten
-(installed packages, C extensions) are no dependencies, and neither are reads of the clock.
+taken for a race (the acquire could not have run first: the acquire before the release is), but
+every other pair of operations on one primitive is dependent, commuting or not; stable keys for
+sleep sets merge what exact keys keep apart (see the footprints module); data choices (which ready
+asyncio callback runs next) are explored in full, as in ``dfs``; a run whose every runnable thread
+is asleep is run to its end rather than cut short (it counts as a schedule, and ``redundant`` says
+how many there were). What the search cannot see it cannot reduce soundly: accesses in code that is
+not rewritten (installed packages, C extensions) are no dependencies, and neither are reads of the
+clock.
 """
 
 from __future__ import annotations
@@ -35,9 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
-
 from detsched._core.footprints import Footprints, Step, dependent
+from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
 
 
 @dataclass
