@@ -75,7 +75,7 @@ class Checkpoints:
         self.baseline_snapshot = None
         self.started = time.perf_counter()
 
-    def __call__(self, runs_done: int) -> None:
+    def __call__(self, runs_done: int, left=None) -> None:
         if runs_done not in self.at:
             return
         gc.collect()  # a run's objects form cycles; count only what survives a collection

@@ -61,8 +61,9 @@ def _argument(parse):
     return convert
 
 
-_positive, _runs, _depth, _integer, _bound = map(_argument, (
-    settings.parse_positive, settings.parse_runs, settings.parse_depth, settings.parse_integer, settings.parse_bound))
+_positive, _runs, _depth, _integer, _bound, _non_negative = map(_argument, (
+    settings.parse_positive, settings.parse_runs, settings.parse_depth, settings.parse_integer, settings.parse_bound,
+    settings.parse_non_negative))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,13 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --strategy dfs or dpor: only schedules with at most K preemptions (a switch away "
                           "from a thread that could go on); 'iterative': bounds 0, 1, 2... in turn until the runs "
                           "are spent")
-    run.add_argument("--delay-bound", type=_bound, default=None, metavar="D",
+    run.add_argument("--delay-bound", type=_non_negative, default=None, metavar="D",
                      help="with --strategy dfs: only schedules with at most D delays (each a step past the "
                           "thread a round-robin scheduler would run; often finds bugs sooner than a preemption bound)")
     run.add_argument("--time-budget", type=_argument(settings.parse_time_budget), default=None, metavar="SECONDS",
                      help="start no run once SECONDS of wall time are spent (the report says it stopped there)")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                     help="explore in N worker processes (pct and random); the report is the same for every N")
+                     help="explore in N worker processes: pct and random split their runs, dfs its search tree; "
+                          "the report is the same for every N (unless the runs end before a dfs search)")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
                      help="where threads may switch besides synchronisation: free-threaded (also between two "
                           "statements, at stores; the default) or gil (only where GIL CPython switches: "
@@ -151,10 +153,11 @@ def _run(args) -> int:
     progress = _Progress(args.runs, shown=sys.stderr.isatty())
     try:
         if args.jobs > 1:
-            if args.preemption_bound is not None or args.delay_bound is not None or args.time_budget is not None:
-                raise DetschedUsageError("--jobs splits a fixed number of pct or random runs: it takes no "
-                                         "--preemption-bound, --delay-bound or --time-budget")
-            report = explore_in_parallel(args.target, args.jobs, **options)
+            if args.time_budget is not None:
+                raise DetschedUsageError("--jobs splits a number of runs between processes: it takes no --time-budget; "
+                                         "give --runs instead")
+            report = explore_in_parallel(args.target, args.jobs, preemption_bound=args.preemption_bound,
+                                         delay_bound=args.delay_bound, **options)
         else:
             report = explore(args.target, preemption_bound=args.preemption_bound, delay_bound=args.delay_bound,
                              progress=progress, time_budget=args.time_budget, **options)
@@ -256,7 +259,7 @@ class _Progress:
         self.total, self.started, self.shown, self.visible = total, real_monotonic(), 0.0, shown
         self.done = 0
 
-    def __call__(self, done: int) -> None:
+    def __call__(self, done: int, left=None) -> None:
         self.done = done
         if not self.visible:
             return
@@ -265,7 +268,9 @@ class _Progress:
             self.shown = now
             elapsed = max(now - self.started, 1e-9)
             rate = f"{done / elapsed:,.0f} runs/s" if done >= elapsed else f"{elapsed / max(done, 1):.1f} s a run"
-            sys.stderr.write(f"\r  {done:,}/{self.total:,} runs ({rate})")
+            estimate = left() if left is not None else None
+            tree = "" if estimate is None else f", about {estimate:,} schedules left in the tree"
+            sys.stderr.write(f"\r\033[K  {done:,}/{self.total:,} runs ({rate}{tree})")
             sys.stderr.flush()
 
     def clear(self) -> None:

@@ -73,6 +73,11 @@ def parse_bound(value) -> int | str:
     """A bound that may be 0 (``--preemption-bound 0``: no preemption at all), or ``iterative``."""
     if value == ITERATIVE:
         return ITERATIVE
+    return parse_non_negative(value)
+
+
+def parse_non_negative(value) -> int:
+    """An integer, at least 0 (``--delay-bound 0``: the round-robin schedule alone)."""
     number = parse_integer(value)
     if number < 0:
         raise ValueError(f"must be at least 0, got {number}")

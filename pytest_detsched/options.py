@@ -24,9 +24,10 @@ DEFAULT_STRATEGY = settings.STRATEGY
 DEFAULT_DEPTH = settings.DEPTH
 DEFAULT_MAX_STEPS = settings.MAX_STEPS
 #: Arguments ``@pytest.mark.detsched(...)`` accepts.
-MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races", "preemption", "preemption_bound")
+MARKER_ARGUMENTS = ("runs", "strategy", "depth", "seed", "max_steps", "races", "preemption", "preemption_bound",
+                    "delay_bound")
 MARKER_HELP = (f"detsched(runs={DEFAULT_RUNS}, strategy={DEFAULT_STRATEGY!r}, depth={DEFAULT_DEPTH}, seed=None, "
-               f"max_steps={DEFAULT_MAX_STEPS}, races=True, preemption='free-threaded', preemption_bound=None): explore the "
+               f"max_steps={DEFAULT_MAX_STEPS}, races=True, preemption='free-threaded', preemption_bound=None, delay_bound=None): explore the "
                "test's thread interleavings under detsched's controlled scheduler, re-running the body "
                "once per run, and check its memory accesses for data races")
 
@@ -43,6 +44,7 @@ class Settings:
     races: bool = True  # check memory accesses for data races
     preemption: str = "free-threaded"  # or "gil": no switches at stores (settings.PREEMPTION_MODELS)
     preemption_bound: int | None = None  # dfs and dpor: only schedules with at most this many preemptions
+    delay_bound: int | None = None  # dfs: only schedules with at most this many delays
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,14 @@ def add_options(parser) -> None:
     _add(parser, group, "preemption-bound", "K",
          "with strategy dfs or dpor: only schedules with at most K preemptions; a test whose every such "
          "schedule ran is 'verified up to K preemptions'")
+    _add(parser, group, "delay-bound", "D",
+         "with strategy dfs: only schedules with at most D delays (each a step past the thread a round-robin "
+         "scheduler would run); a test whose every such schedule ran is 'verified up to D delays'")
     _add(parser, group, "save-dir", "DIR",
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
-         "split each marked test's runs into N test items (for pytest-xdist: -n auto); together they "
-         "explore exactly the runs one item would (default 1)")
+         "split each marked test's runs (a dfs search: its tree) into N test items (for pytest-xdist: -n auto); "
+         "together they explore exactly the runs one item would; a dpor search runs whole in the first (default 1)")
 
 
 def _add(parser, group, name: str, metavar: str, help: str) -> None:
@@ -109,6 +114,7 @@ def read_options(config) -> Options:
             races=not config.getoption("detsched_no_races") and bool(config.getini("detsched_races")),
             preemption=_setting(config, "preemption", settings.parse_preemption, "free-threaded"),
             preemption_bound=_setting(config, "preemption_bound", settings.parse_bound, None),
+            delay_bound=_setting(config, "delay_bound", settings.parse_non_negative, None),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
@@ -142,7 +148,7 @@ def _setting(config, name: str, parse, default):
 
 _PARSERS = {"runs": settings.parse_runs, "depth": settings.parse_depth, "seed": settings.parse_integer,
             "max_steps": settings.parse_positive, "preemption": settings.parse_preemption,
-            "preemption_bound": settings.parse_bound}
+            "preemption_bound": settings.parse_bound, "delay_bound": settings.parse_non_negative}
 
 
 def marker_settings(marker, defaults: Settings) -> Settings:
@@ -159,7 +165,7 @@ def marker_settings(marker, defaults: Settings) -> Settings:
         if name == "strategy":
             changes[name] = value
             continue
-        if name in ("seed", "preemption_bound") and value is None:
+        if name in ("seed", "preemption_bound", "delay_bound") and value is None:
             changes[name] = None
             continue
         if name == "races":

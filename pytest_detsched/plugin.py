@@ -165,14 +165,18 @@ class DetschedSession:
                 return self._not_explored(item, f"{why}; mark it @pytest.mark.detsched to explore it")
         settings = marker_settings(marker, self.options.defaults) if marker is not None else self.options.defaults
         check_strategy(settings.strategy)
-        first_run, runs = 0, settings.runs
+        first_run, runs, part = 0, settings.runs, None
         shard = item.callspec.params.get(SHARD_PARAMETER) if hasattr(item, "callspec") else None
-        if shard is not None:
-            count = self.options.shards
+        count = self.options.shards
+        if shard is not None and settings.strategy == "dfs":  # shards split its tree
+            part = (shard, count)
+        elif shard is not None and settings.strategy == "dpor":  # not split: the first shard runs it whole
+            runs = settings.runs if shard == 0 else 0
+        elif shard is not None:  # shards split the runs
             first_run, end = settings.runs * shard // count, settings.runs * (shard + 1) // count
             runs = end - first_run
         seed = settings.seed if settings.seed is not None else default_seed(name)
-        return Plan(settings, name, seed, first_run, runs, replay, origin, probe)
+        return Plan(settings, name, seed, first_run, runs, replay, origin, probe, part)
 
     @staticmethod
     def _not_explored(item, reason: str) -> None:
@@ -249,7 +253,8 @@ def _why_async_not_probed(item) -> str | None:
 
 class Shards:
     """Splits each marked test into ``count`` items (``--detsched-shards``), each exploring a
-    disjoint slice of the runs; pytest-xdist then spreads them over its workers."""
+    disjoint slice of the runs (of a ``dfs`` search: of its tree; a ``dpor`` search is run whole by
+    the first); pytest-xdist then spreads them over its workers."""
 
     def __init__(self, count: int):
         self.count = count
@@ -306,7 +311,11 @@ def summary_lines(results: list[dict]) -> list[str]:
         if result["mode"] == "plain":
             skipped.setdefault(result["reason"], []).append(result["test"])
             continue
-        entry = merged.setdefault(result["test"], {**result, "runs": 0, "elapsed": 0.0, "kind": None})
+        if result["mode"] == "idle":  # a shard with no runs (a dpor test's other shards): adds nothing
+            continue
+        entry = merged.setdefault(result["test"], {**result, "runs": 0, "elapsed": 0.0, "kind": None,
+                                                   "verified": True})
+        entry["verified"] = entry["verified"] and result.get("verified", False)  # every shard's part
         entry["runs"] += result["runs"]
         entry["elapsed"] += result["elapsed"]
         entry["kind"] = entry["kind"] or result["kind"]
@@ -340,8 +349,9 @@ def _describe(entry: dict) -> str:
         source = "a given" if entry["mode"] == "replay" else "the cached failing"
         return f"replayed {source} schedule" + (failed or ", passed")
     if entry.get("verified"):  # a systematic search ran every schedule there is
-        bound = entry.get("bound")
-        within = "" if bound is None else f" up to {bound} preemption{'s' * (bound != 1)}"
+        bounds = [plural(bound, word) for bound, word in ((entry.get("bound"), "preemption"),
+                                                          (entry.get("delays"), "delay")) if bound is not None]
+        within = f" up to {' and '.join(bounds)}" if bounds else ""
         every = ("one schedule per class of equivalent interleavings" if entry["strategy"] == "dpor"
                  else "every schedule")
         return f"verified{within}, {every} ran: {pace(entry['runs'], entry['elapsed'])} (strategy {entry['strategy']})"

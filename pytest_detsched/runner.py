@@ -48,6 +48,7 @@ class Plan:
     replay: Schedule | None = None  # replay this schedule instead of exploring
     replay_origin: str = ""  # where that schedule came from, for messages
     probe: bool = False  # unmarked, under --detsched-all: explore only if a plain call starts threads
+    shard: tuple[int, int] | None = None  # dfs: search part shard[0] of shard[1] of the tree (all its runs)
 
 
 class RunContext:
@@ -166,7 +167,7 @@ class ItemRunner:
             if started_threads():
                 self.saw_threads = True
 
-    def _progress(self, done: int) -> None:
+    def _progress(self, done: int, left=None) -> None:
         self.context.run_index = self.plan.first_run + done
         if done == 1 and not self.saw_threads and not self.raised:
             raise _NothingToExplore
@@ -176,12 +177,13 @@ class ItemRunner:
     def _explore(self) -> None:
         settings = self.plan.settings
         if self.plan.runs == 0:  # a shard with nothing left to explore
+            self.stats["mode"] = "idle"
             return
         try:
             report = explore(self.target, strategy=settings.strategy, runs=self.plan.runs, seed=self.plan.seed,
                              depth=settings.depth, max_steps=settings.max_steps, races=settings.races,
                              preemption=settings.preemption, preemption_bound=settings.preemption_bound,
-                             first_run=self.plan.first_run,
+                             delay_bound=settings.delay_bound, first_run=self.plan.first_run, shard=self.plan.shard,
                              blocked_after=self.blocked_after, progress=self._progress)
         except _NothingToExplore:
             self.stats.update(runs=1, mode="nothing")
@@ -190,7 +192,7 @@ class ItemRunner:
                 "run. Remove @pytest.mark.detsched, or start the threads inside the test body."))
             return
         self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed, verified=report.exhausted,
-                          bound=report.bound)
+                          bound=report.bound, delays=report.delays)
         if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
             self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
             return

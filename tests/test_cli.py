@@ -293,9 +293,35 @@ def test_jobs_on_a_passing_target_pass(target, capsys):
     assert "passed: no failure in 40 runs" in capsys.readouterr().out
 
 
-def test_jobs_do_not_split_a_systematic_search(target, capsys):
-    assert main(["run", f"{target}::main", "--strategy", "dfs", "--jobs", "2"]) == 2
-    assert "a dfs search walks one tree in order: run it without --jobs" in capsys.readouterr().err
+def test_jobs_split_a_dfs_tree_and_report_what_one_process_reports(target, capsys):
+    for name, code in (("main", 1), ("passes", 0)):
+        outputs = []
+        for jobs in ("1", "2"):
+            assert main(["run", f"{target}::{name}", "--strategy", "dfs", "--runs", "5000", "--jobs", jobs]) == code
+            outputs.append(capsys.readouterr().out.replace("hi\n", ""))  # a worker's print is not captured
+        assert outputs[0] == outputs[1]
+    assert outputs[0].startswith("verified: all ")
+
+
+def test_jobs_split_a_bounded_dfs_search(target, capsys):
+    assert main(["run", f"{target}::main", "--strategy", "dfs", "--preemption-bound", "0", "--jobs", "2"]) == 0
+    assert "verified up to 0 preemptions: " in capsys.readouterr().out
+
+
+def test_jobs_spend_the_runs_together_when_a_dfs_tree_is_larger(target, capsys):
+    assert main(["run", f"{target}::main", "--strategy", "dfs", "--preemption-bound", "0", "--runs", "1",
+                 "--jobs", "2"]) == 0
+    assert "passed: no failure in 2 runs (strategy=dfs, seed=0)" in capsys.readouterr().out
+
+
+def test_jobs_do_not_split_a_dpor_search(target, capsys):
+    assert main(["run", f"{target}::main", "--strategy", "dpor", "--jobs", "2"]) == 2
+    assert "a dpor search walks one tree in order: run it without --jobs" in capsys.readouterr().err
+
+
+def test_jobs_take_no_time_budget(target, capsys):
+    assert main(["run", f"{target}::main", "--jobs", "2", "--time-budget", "5"]) == 2
+    assert "it takes no --time-budget" in capsys.readouterr().err
 
 
 def test_a_time_budget_stops_the_exploration_and_says_so(target, capsys):

@@ -94,7 +94,7 @@ def test_the_bound_prunes_branches_with_too_many_preemptions():
 
 
 @pytest.mark.parametrize("options, phrase", [
-    ({"strategy": "pct", "preemption_bound": 2}, "a preemption bound is for the systematic strategies 'dfs' and 'dpor'"),
+    ({"strategy": "pct", "preemption_bound": 2}, "a preemption bound is for strategies 'dfs' and 'dpor', not 'pct'"),
     ({"strategy": "dfs", "preemption_bound": -1}, "preemption bound must be a non-negative integer"),
 ])
 def test_bad_bounds_say_what_is_expected(options, phrase):

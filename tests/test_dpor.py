@@ -29,30 +29,34 @@ def explore_program(strategy, threads, limit=10_000):
     orders = []
     for run in range(limit):
         strategy.new_execution(run)
-        footprints = Footprints()
-        if getattr(strategy, "needs_footprints", False):
-            strategy.watch(footprints)
-        done = [0] * len(threads)
-        order, current, decisions = [], None, 0
-        while True:
-            runnable = [tid for tid in range(1, len(threads) + 1) if done[tid - 1] < len(threads[tid - 1])]
-            if not runnable:
-                break
-            if len(runnable) == 1:
-                tid, decision = runnable[0], -1
-            else:
-                tid = strategy.next_task(runnable, current if current in runnable else None, yielding=False)
-                decision, decisions = decisions, decisions + 1
-            footprints.begin(tid, decision)
-            for location, writes in threads[tid - 1][done[tid - 1]]:
-                footprints.access(OWNERS[location], 0, location, writes)
-            order.append((tid, done[tid - 1]))
-            done[tid - 1] += 1
-            current = tid
-        orders.append(tuple(order))
+        orders.append(run_program(strategy, threads))
         if strategy.exhausted:
             return orders
     raise AssertionError(f"{strategy.name} did not finish within {limit} runs")
+
+
+def run_program(strategy, threads) -> tuple:
+    """One run of the program of ``threads`` under ``strategy``: the order its steps took."""
+    footprints = Footprints()
+    if getattr(strategy, "needs_footprints", False):
+        strategy.watch(footprints)
+    done = [0] * len(threads)
+    order, current, decisions = [], None, 0
+    while True:
+        runnable = [tid for tid in range(1, len(threads) + 1) if done[tid - 1] < len(threads[tid - 1])]
+        if not runnable:
+            return tuple(order)
+        if len(runnable) == 1:
+            tid, decision = runnable[0], -1
+        else:
+            tid = strategy.next_task(runnable, current if current in runnable else None, yielding=False)
+            decision, decisions = decisions, decisions + 1
+        footprints.begin(tid, decision)
+        for location, writes in threads[tid - 1][done[tid - 1]]:
+            footprints.access(OWNERS[location], 0, location, writes)
+        order.append((tid, done[tid - 1]))
+        done[tid - 1] += 1
+        current = tid
 
 
 def trace_class(threads, order):
@@ -123,6 +127,50 @@ def test_a_preemption_bound_runs_every_class_dfs_runs_within_it(threads, bound):
     bounded = {trace_class(threads, order) for order in explore_program(DepthFirst(preemption_bound=bound), threads)}
     reduced = {trace_class(threads, order) for order in explore_program(PartialOrder(preemption_bound=bound), threads)}
     assert bounded <= reduced
+
+
+class ShardOfDepthFirst(DepthFirst):
+    """``DepthFirst`` that remembers which of its runs were its own."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.owned = []
+
+    def new_execution(self, run_index: int) -> None:
+        super().new_execution(run_index)
+        self.owned.append(self.owns_run)
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs, st.integers(2, 4), st.sampled_from([{}, {"preemption_bound": 1}, {"delay_bound": 1}]))
+def test_shards_of_a_dfs_search_run_every_schedule_once_between_them(threads, count, bound):
+    whole = explore_program(DepthFirst(**bound), threads)
+    owned, others = [], set()
+    for shard in range(count):
+        part = ShardOfDepthFirst(shard=(shard, count), **bound)
+        orders = explore_program(part, threads)
+        owned += [order for order, own in zip(orders, part.owned) if own]
+        others |= {order for order, own in zip(orders, part.owned) if not own}
+    assert sorted(owned) == sorted(whole)  # every schedule in exactly one shard
+    assert others <= set(whole)  # the rest are other shards' schedules, run to find their groups
+
+
+def test_dfs_estimates_the_schedules_left_and_ends_at_none_left():
+    threads = [own("a", 3), own("b", 3)]  # C(6, 3) = 20 schedules
+    search, estimates = DepthFirst(), []
+    for run in range(20):
+        search.new_execution(run)
+        run_program(search, threads)
+        estimates.append(search.estimated_left())
+    assert search.exhausted and estimates[-1] == 0
+    assert all(left > 0 for left in estimates[:-1])
+    assert all(5 <= ran + left <= 80 for ran, left in enumerate(estimates[4:], 5))  # within 4x of the 20
+    assert DepthFirst(shard=(0, 2)).estimated_left() is None
+
+
+def test_a_shard_must_be_one_of_its_count():
+    with pytest.raises(ValueError, match="0 <= index < count"):
+        DepthFirst(shard=(2, 2))
 
 
 def test_races_are_the_latest_unordered_dependent_step_of_another_thread():

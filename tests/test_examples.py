@@ -51,6 +51,28 @@ def test_bug_replays_three_times_from_its_schedule_string(example):
         assert (again.kind, again.message) == (failure.kind, failure.message)
 
 
+#: Every example, threads and asyncio.
+EVERY_EXAMPLE = sorted(path.stem for path in EXAMPLES_DIR.glob("*.py"))
+#: The fixed twins dpor verifies within a few hundred schedules; the other three (pool workers and
+#: consumers waiting for work) have no symmetry reduction and run past 20,000.
+DPOR_VERIFIED = ("aio_cache", "aio_deadlock", "aio_leak", "bank", "cancellation", "deadlock", "pipeline",
+                 "single_flight")
+
+
+@pytest.mark.parametrize("example", EVERY_EXAMPLE)
+def test_fixed_twin_is_verified_within_two_delays(example):
+    report = detsched.explore(target(example, "fixed"), strategy="dfs", delay_bound=2, runs=5000)
+    assert report.failure is None, str(report.failure)
+    assert report.exhausted and str(report).startswith("verified up to 2 delays: "), str(report)
+
+
+@pytest.mark.parametrize("example", DPOR_VERIFIED)
+def test_fixed_twin_is_verified_by_dpor(example):
+    report = detsched.explore(target(example, "fixed"), strategy="dpor", runs=5000)
+    assert report.failure is None, str(report.failure)
+    assert report.exhausted, str(report)
+
+
 @pytest.mark.parametrize("strategy", FIXED_RUNS)
 @pytest.mark.parametrize("example", EXPECTED)
 def test_fixed_twin_passes(example, strategy):

@@ -804,8 +804,26 @@ def test_a_dpor_test_with_a_bound_is_verified_up_to_it_in_the_summary(pytester):
                                  "class of equivalent interleavings ran: * (strategy dpor)"])
 
 
+def test_a_dfs_test_with_a_delay_bound_from_the_command_line_is_verified_up_to_it(pytester):
+    pytester.makepyfile(test_counter=FIXED.replace("runs=300", "runs=100000, strategy='dfs'"))
+    result = run(pytester, "--detsched-delay-bound=1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_counter.py::test_counter: verified up to 1 delay, every schedule ran: *"
+                                 " (strategy dfs)"])
+
+
+def test_a_delay_bound_is_for_dfs_only(pytester):
+    pytester.makepyfile(test_counter=FIXED.replace("runs=300", "runs=100, strategy='pct', delay_bound=1"))
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*a delay bound is for strategy 'dfs', not 'pct'*"])
+
+
 def test_the_preemption_bound_option_is_checked(pytester):
     pytester.makepyfile(test_counter=FIXED)
     result = run(pytester, "--detsched-preemption-bound=-1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--detsched-preemption-bound: must be at least 0, got -1*"])
+    result = run(pytester, "--detsched-delay-bound=iterative")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--detsched-delay-bound: expected an integer, got 'iterative'*"])

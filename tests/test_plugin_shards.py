@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from detsched import Schedule
+
 PLUGIN = ("-p", "pytest_detsched.plugin")
 
 #: Three increments where two must be lost: found only after a few runs, so the shards matter.
@@ -112,3 +114,29 @@ def test_usage_error_under_xdist_is_reported_by_each_selected_test(pytester):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["detsched: the schedule given with --detsched-replay was recorded for "
                                  "test_rare.py::test_rare, but this run selected test_rare.py::test_other.*"])
+
+
+def test_shards_of_a_dfs_test_split_its_tree_and_are_verified_together(pytester):
+    pytester.makepyfile(test_rare=RARE.replace('runs=20, strategy="random", seed=4', 'runs=5000, strategy="dfs"')
+                        .replace("count(3) >= 2", "count(2) >= 1"))
+    result = pytester.runpytest(*PLUGIN, "--detsched-shards=3")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["test_rare.py::test_rare: verified, every schedule ran: * (strategy dfs)"])
+
+
+def test_a_dfs_shard_finds_the_schedule_one_item_finds(pytester):
+    pytester.makepyfile(test_rare=RARE.replace('runs=20, strategy="random", seed=4', 'runs=5000, strategy="dfs"')
+                        .replace("count(3) >= 2", "count(2) == 2"))
+    [(_, schedule)] = failures(pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider"))
+    sharded = pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "--detsched-shards=3")
+    # the same interleaving (a shard counts its runs from 0, so the run index in the string differs)
+    assert Schedule.loads(schedule).deviations in [Schedule.loads(found).deviations for _, found in failures(sharded)]
+
+
+def test_a_dpor_test_runs_whole_in_its_first_shard(pytester):
+    pytester.makepyfile(test_rare=RARE.replace('runs=20, strategy="random", seed=4', 'runs=5000, strategy="dpor"')
+                        .replace("count(3) >= 2", "count(2) >= 1"))
+    result = pytester.runpytest(*PLUGIN, "--detsched-shards=3")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["test_rare.py::test_rare: verified, one schedule per class of equivalent "
+                                 "interleavings ran: * (strategy dpor)"])

@@ -97,8 +97,8 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS, first_run: int = 0,
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
             preemption: str | None = None, preemption_bound: int | str | None = None, delay_bound: int | None = None,
-            blocked_after: float | None = None, progress: Callable[[int], None] | None = None,
-            time_budget: float | None = None) -> Report:
+            blocked_after: float | None = None, progress: Callable[..., None] | None = None,
+            time_budget: float | None = None, shard: tuple[int, int] | None = None) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -122,19 +122,22 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     that runs ``blocked_after`` seconds (default
     ``settings.BLOCKED_AFTER``) without reaching a scheduling point fails the run as ``blocked``.
     With ``time_budget`` (wall seconds), no run starts once it is spent: the report then says so
-    (``Report.stopped``), and how many runs that was depends on the machine.
+    (``Report.stopped``), and how many runs that was depends on the machine. ``progress(done,
+    left=...)`` is called after every run, with the runs done so far and, for a search that can
+    guess, a function returning about how many schedules are left (``left=None`` otherwise). ``shard=(i, n)``
+    (``dfs`` only) searches part ``i`` of ``n`` disjoint parts of the tree: ``n`` shards together run
+    every schedule (``DepthFirst``).
     """
     if time_budget is not None:
         settings.check_time_budget(time_budget)
-    resolved, seed, limits, points = _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races,
-                                              preemption, blocked_after)
+    resolved, seed, limits, points = _prepare(
+        target, runs, seed=seed, depth=depth, max_steps=max_steps, preempt_calls=preempt_calls,
+        preempt_writes=preempt_writes, races=races, preemption=preemption, blocked_after=blocked_after)
     iterative = preemption_bound == settings.ITERATIVE
     started = real_monotonic()
 
     def found(result: ExecutionResult, index: int) -> Report:
-        origin = Schedule(fingerprint(resolved.name), strategy, seed, index, 0, (), points)
-        failure = _explain(resolved, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
-        return Report(failure, index + 1 - first_run, strategy, seed, real_monotonic() - started)
+        return _found(resolved, result, index, index + 1 - first_run, strategy, seed, limits, points, started)
 
     def passed(ran: int, **outcome) -> Report:
         return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound, **outcome)
@@ -142,8 +145,9 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     ran = 0  # runs so far, over every bound an iterative search tried
     covered = None  # iterative: the largest bound whose every schedule ran
     for bound in itertools.count() if iterative else (preemption_bound,):
-        chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound, delay_bound=delay_bound)
-        counted = None if progress is None else (lambda done, before=ran: progress(before + done))
+        chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound, delay_bound=delay_bound,
+                                shard=shard)
+        counted = None if progress is None else (lambda done, left, before=ran: progress(before + done, left=left))
         for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted):
             if result.failure is not None:
                 return found(result, index)
@@ -169,22 +173,78 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
 
 
 def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
-                      seed: int = settings.SEED, depth: int = settings.DEPTH, max_steps: int = settings.MAX_STEPS,
-                      preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
-                      preemption: str | None = None, blocked_after: float | None = None) -> int | None:
-    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` that
-    fails, or None: the same runs, without shrinking or explaining what failed (one slice of a
-    parallel exploration; ``explore(first_run=index, runs=1)`` then reports it)."""
-    resolved, seed, limits, points = _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races,
-                                              preemption, blocked_after)
-    chooser = make_strategy(strategy, seed=seed, depth=depth)
+                      **options) -> int | None:
+    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` (with the
+    same ``options``) that fails, or None: the same runs, without shrinking or explaining what
+    failed (one slice of a parallel exploration; ``explore(first_run=index, runs=1)`` then reports it)."""
+    resolved, seed, limits, points = _prepare(target, runs, **options)
+    chooser = make_strategy(strategy, seed=seed, depth=options.get("depth", settings.DEPTH))
     for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
         if result.failure is not None:
             return index
     return None
 
 
-def _prepare(target, runs, seed, depth, max_steps, preempt_calls, preempt_writes, races, preemption, blocked_after):
+@dataclasses.dataclass(frozen=True)
+class SearchPart:
+    """What one shard of a split ``dfs`` search (``shard=(i, n)``) found."""
+
+    runs: int  # schedules it ran, one of every other shard's subtrees included
+    sizes: dict[int, int]  # schedules of each of its own subtrees it searched to the end, by ordinal
+    failing: tuple[int, int, tuple] | None  # (subtree, schedules of it before, positions) of its first failure
+    exhausted: bool  # its subtrees were searched to the end
+    diverged: bool
+    pruned: bool
+
+
+def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callable[[int], bool],
+                preemption_bound: int | None = None, delay_bound: int | None = None, **options) -> SearchPart:
+    """One shard of a ``dfs`` search: its subtrees in depth-first order, up to its first failure,
+    for at most ``runs`` schedules and while ``keep_going(subtree)`` holds before each."""
+    resolved, seed, limits, points = _prepare(target, runs, **options)
+    chooser = make_strategy("dfs", seed=seed, depth=options.get("depth", settings.DEPTH),
+                            preemption_bound=preemption_bound, delay_bound=delay_bound, shard=shard)
+    sizes: dict[int, int] = {}
+    ran, failing = 0, None
+    for _, result in _runs(resolved, chooser, 0, runs, limits, points, None):
+        ran += 1
+        if chooser.owns_run:
+            sizes[chooser.subtree] = chooser.leaf + 1
+        if result.failure is not None:
+            failing = (chooser.subtree, chooser.leaf, tuple(result.positions))
+            break
+        if chooser.exhausted or not keep_going(chooser.subtree):
+            break
+    exhausted = failing is None and chooser.exhausted
+    if not exhausted and chooser.owns_run:
+        sizes.pop(chooser.subtree, None)  # left before its end
+    return SearchPart(ran, sizes, failing, exhausted, chooser.diverged, chooser.pruned)
+
+
+def report_of_run(target, positions: tuple, *, run_index: int, strategy: str, **options) -> Report | None:
+    """The report ``explore`` makes of a failing run, from the run's ``positions`` (its deviations
+    from the default policy): replayed, shrunk and explained. None if the replay passes."""
+    started = real_monotonic()
+    resolved, seed, limits, points = _prepare(target, 1, **options)
+    warm_up(resolved, limits, points)
+    result = run_once(resolved, PositionReplay(positions), run_index, limits, points=points)
+    if result.failure is None:
+        return None
+    return _found(resolved, result, run_index, run_index + 1, strategy, seed, limits, points, started)
+
+
+def _found(target: Target, result: ExecutionResult, index: int, runs: int, strategy: str, seed: int, limits: Limits,
+           points: Points, started: float) -> Report:
+    """The report of ``result``, run ``index`` of an exploration that ran ``runs`` runs to find it."""
+    origin = Schedule(fingerprint(target.name), strategy, seed, index, 0, (), points)
+    failure = _explain(target, schedule_of(origin, result), tuple(result.positions), result.failure, limits)
+    return Report(failure, runs, strategy, seed, real_monotonic() - started)
+
+
+def _prepare(target, runs, *, seed: int = settings.SEED, depth: int = settings.DEPTH,
+             max_steps: int = settings.MAX_STEPS, preempt_calls: bool = True, preempt_writes: bool | None = None,
+             races: bool = False, preemption: str | None = None, blocked_after: float | None = None):
+    """The resolved target, seed, limits and points of an exploration, every argument checked."""
     settings.check_exploration(runs=runs, depth=depth, max_steps=max_steps)
     resolved = resolve(target)
     seed = settings.seed_from_environment(seed)
@@ -204,7 +264,7 @@ def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, po
     for index in range(first_run, first_run + runs):
         result = run_once(target, chooser, index, limits, points=points)
         if progress is not None:
-            progress(index + 1 - first_run)
+            progress(index + 1 - first_run, left=getattr(chooser, "estimated_left", None))
         yield index, result
 
 

@@ -14,6 +14,15 @@ Options at a decision are ordered default first (the current thread when it can 
 lowest-numbered one), then by thread id; data choices (which ready asyncio callback runs next)
 are branches too, 0 first, and never count as preemptions.
 
+Split: ``shard=(i, n)`` groups the schedules by their first deviation from the default (the
+decision and the option; the default schedule alone is group 0) and searches only the groups whose
+depth-first ordinal is ``i`` modulo ``n``, so ``n`` processes search disjoint parts of one tree. A cut
+at a fixed depth was tried first and left one shard nearly the whole tree: most schedules of a
+real test branch off deep down its default path, and the groups by first deviation are of much more
+even sizes. Each shard still runs one schedule of every other group (its first), to learn where the
+next group starts; that schedule is the same in every shard, so a failure in it is the same failure
+wherever it is found.
+
 Deviations: the search keeps no state between processes and does not reduce equivalent
 interleavings (DPOR); a program whose decisions change when the same prefix is replayed is not
 deterministic, so "exhausted" means nothing for it -- ``diverged`` says when that happened.
@@ -27,6 +36,7 @@ from typing import Sequence
 from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
 
 
+
 @dataclass
 class _Branch:
     """One decision of the current path."""
@@ -36,13 +46,15 @@ class _Branch:
     current: int | None  # the thread that could go on (a switch away from it is a preemption)
     preemptions_before: int  # preemptions on the path before this decision
     delays_before: int = 0  # delays on the path before this decision (taking option i costs i)
+    started: int = 0  # the schedule (counted from 1) the option taken began with
+    finished: int = 0  # schedules below the options before the one taken, together
 
 
 class DepthFirst:
     name = "dfs"
 
     def __init__(self, *, seed: int = 0, depth: int = 0, preemption_bound: int | None = None,
-                 delay_bound: int | None = None):
+                 delay_bound: int | None = None, shard: tuple[int, int] = (0, 1)):
         self.preemption_bound = check_bound(preemption_bound)
         #: Delay bounding (Emmi, Qadeer and Rakamaric, "Delay-Bounded Scheduling", POPL 2011): the
         #: deterministic scheduler runs the current thread on, then the next one after it in thread
@@ -58,6 +70,9 @@ class DepthFirst:
         self.replaying = 0  # decisions the run in progress must make as the path says
         self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
         self.pruned = False  # the bound left out a schedule: a larger one would run more
+        self.shard, self.shards = check_shard(shard)
+        self.subtree = 0  # depth-first ordinal of the group of the run in progress (shard: subtree % shards)
+        self.leaf = 0  # how many schedules of that group ran before the run in progress
 
     def calibrate(self, decisions: int) -> None:
         pass
@@ -70,8 +85,23 @@ class DepthFirst:
 
     @property
     def exhausted(self) -> bool:
-        """Whether every schedule within the bound has run: no decision has an option left."""
-        return not any(self._next_option(branch) is not None for branch in self.path)
+        """Whether every schedule within the bound (of this shard's subtrees) has run: no decision has
+        an option left."""
+        return not any(self._next_option(branch) is not None for branch in self._searched_path())
+
+    @property
+    def owns_run(self) -> bool:
+        """Whether the run in progress is in one of this shard's subtrees."""
+        return self.subtree % self.shards == self.shard
+
+    def _searched_path(self) -> list[_Branch]:
+        """The decisions of the path whose other options this shard searches: past the first
+        deviation only in its own groups."""
+        return self.path if self.owns_run else self.path[:self._cut()]
+
+    def _cut(self) -> int:
+        """How many decisions of the path decide its group: up to its first deviation."""
+        return next((index + 1 for index, branch in enumerate(self.path) if branch.taken > 0), len(self.path))
 
     def next_task(self, runnable: Sequence[int], current: int | None, *, yielding: bool,
                   at: tuple[int, int] = (0, 0)) -> int:
@@ -92,20 +122,42 @@ class DepthFirst:
             self.diverged = True  # the program did something else this time: search on from here
             del self.path[self.position:]
         if self.position == len(self.path):
-            self.path.append(_Branch(options, 0, current, self.preemptions, self.delays))
+            self.path.append(_Branch(options, 0, current, self.preemptions, self.delays, self.schedules))
         branch = self.path[self.position]
         self.position += 1
         self.delays += branch.taken
         return branch.options[branch.taken]
 
+    def estimated_left(self) -> int | None:
+        """About how many schedules of the tree are left, or None (a shard's part of it). Each
+        option a decision of the path has left is taken to hold as many schedules as the options
+        it already searched did on average (or, before any, as the one it is in so far). Taking
+        every subtree to be as large as the one the search is in (the textbook estimate) was tried
+        and is off by many orders of magnitude under a bound: the later options of a decision
+        cost more delays or preemptions, and hold far fewer schedules."""
+        if self.shards > 1:
+            return None
+        left = 0.0
+        for branch in self.path:
+            later = sum(self._allows(branch, index) for index in range(branch.taken + 1, len(branch.options)))
+            if later:
+                searched = branch.finished / branch.taken if branch.taken else self.schedules - branch.started + 1
+                left += later * searched
+        return round(left)
+
+    def _allows(self, branch: _Branch, index: int) -> bool:
+        """Whether the bounds allow option ``index`` of ``branch``."""
+        if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
+            return False
+        return within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index])
+
     def _next_option(self, branch: _Branch) -> int | None:
         for index in range(branch.taken + 1, len(branch.options)):
-            if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
-                self.pruned = True
-                return None  # the options after it cost more delays still
-            if within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index]):
+            if self._allows(branch, index):
                 return index
             self.pruned = True
+            if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
+                return None  # the options after it cost more delays still
         return None
 
     def _advance(self) -> None:
@@ -113,10 +165,29 @@ class DepthFirst:
         if self.position < self.replaying:
             self.diverged = True  # the last run ended before the decision it was sent down
         del self.path[self.position:]  # decisions the last run never reached
+        del self.path[len(self._searched_path()):]  # the rest of another shard's group is its own
+        cut = self._cut()
         while self.path:
             index = self._next_option(self.path[-1])
             if index is not None:
-                self.path[-1].taken = index
+                branch = self.path[-1]
+                branch.finished += self.schedules - branch.started + 1
+                branch.taken, branch.started = index, self.schedules + 1
                 self.replaying = len(self.path)
+                if len(self.path) <= cut:  # a new first deviation: the next group
+                    self.subtree, self.leaf = self.subtree + 1, 0
+                else:
+                    self.leaf += 1
                 return
             self.path.pop()
+
+
+def check_shard(shard) -> tuple[int, int]:
+    """``(i, n)``: shard ``i`` of ``n`` (``0 <= i < n``); ``ValueError`` otherwise."""
+    try:
+        index, count = shard
+    except (TypeError, ValueError):
+        raise ValueError(f"a shard is (index, count), got {shard!r}") from None
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in shard) or not 0 <= index < count:
+        raise ValueError(f"a shard is (index, count) with 0 <= index < count, got {shard!r}")
+    return index, count

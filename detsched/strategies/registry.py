@@ -30,10 +30,19 @@ def strategy_factories() -> dict[str, Callable[..., Strategy]]:
     return merged
 
 
+#: The options of a systematic search, and the strategies that take each.
+SEARCH_OPTIONS = {
+    "preemption_bound": ("a preemption bound", (DepthFirst, PartialOrder)),
+    "delay_bound": ("a delay bound", (DepthFirst,)),
+    "shard": ("splitting the search tree", (DepthFirst,)),
+}
+
+
 def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | None = None,
-                  delay_bound: int | None = None) -> Strategy:
+                  delay_bound: int | None = None, shard: tuple[int, int] | None = None) -> Strategy:
     """A fresh strategy for one exploration; ``DetschedUsageError`` for an unknown name, a plugin's
-    strategy that lacks part of the protocol, or a preemption bound for a strategy without one."""
+    strategy that lacks part of the protocol, or a search option (``SEARCH_OPTIONS``) for a
+    strategy without it."""
     factories = strategy_factories()
     try:
         factory = factories[name]
@@ -41,22 +50,17 @@ def make_strategy(name: str, *, seed: int, depth: int, preemption_bound: int | N
         raise DetschedUsageError(
             f"unknown strategy {name!r}; choose one of: {', '.join(sorted(factories))}"
         ) from None
-    if delay_bound is not None:
-        if factory is not DepthFirst:
-            raise DetschedUsageError(f"a delay bound is for strategy 'dfs', not {name!r}")
-        try:
-            strategy = factory(seed=seed, depth=depth, preemption_bound=preemption_bound, delay_bound=delay_bound)
-        except ValueError as exc:
-            raise DetschedUsageError(str(exc)) from None
-    elif preemption_bound is None:
-        strategy = factory(seed=seed, depth=depth)
-    elif factory in (DepthFirst, PartialOrder):
-        try:
-            strategy = factory(seed=seed, depth=depth, preemption_bound=preemption_bound)
-        except ValueError as exc:
-            raise DetschedUsageError(str(exc)) from None
-    else:
-        raise DetschedUsageError(f"a preemption bound is for the systematic strategies 'dfs' and 'dpor', not {name!r}")
+    given = {"preemption_bound": preemption_bound, "delay_bound": delay_bound, "shard": shard}
+    search = {option: value for option, value in given.items() if value is not None}
+    for option in search:
+        what, takers = SEARCH_OPTIONS[option]
+        if factory not in takers:
+            names = " and ".join(repr(taker.name) for taker in takers)
+            raise DetschedUsageError(f"{what} is for {'strategies' if len(takers) > 1 else 'strategy'} {names}, not {name!r}")
+    try:
+        strategy = factory(seed=seed, depth=depth, **search)
+    except ValueError as exc:
+        raise DetschedUsageError(str(exc)) from None
     missing = [method for method in ("calibrate", "new_execution", "next_task", "next_data")
                if not callable(getattr(strategy, method, None))]
     if missing:
