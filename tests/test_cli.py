@@ -319,6 +319,13 @@ def test_jobs_do_not_split_a_dpor_search(target, capsys):
     assert "a dpor search walks one tree in order: run it without --jobs" in capsys.readouterr().err
 
 
+def test_jobs_refuse_a_bound_the_strategy_does_not_take(target, capsys):
+    assert main(["run", f"{target}::main", "--preemption-bound", "iterative", "--jobs", "2"]) == 2
+    assert "a preemption bound is for strategies 'dfs' and 'dpor', not 'pct'" in capsys.readouterr().err
+    assert main(["run", f"{target}::main", "--strategy", "dfs", "--preemption-bound", "iterative", "--jobs", "2"]) == 2
+    assert "--jobs does not split an iterative search" in capsys.readouterr().err
+
+
 def test_jobs_take_no_time_budget(target, capsys):
     assert main(["run", f"{target}::main", "--jobs", "2", "--time-budget", "5"]) == 2
     assert "it takes no --time-budget" in capsys.readouterr().err

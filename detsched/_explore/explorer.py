@@ -189,18 +189,17 @@ def first_failing_run(target, *, first_run: int, runs: int, strategy: str = sett
 class SearchPart:
     """What one shard of a split ``dfs`` search (``shard=(i, n)``) found."""
 
-    runs: int  # schedules it ran, one of every other shard's subtrees included
-    sizes: dict[int, int]  # schedules of each of its own subtrees it searched to the end, by ordinal
-    failing: tuple[int, int, tuple] | None  # (subtree, schedules of it before, positions) of its first failure
-    exhausted: bool  # its subtrees were searched to the end
-    diverged: bool
-    pruned: bool
+    runs: int  # schedules it ran, the first of every other shard's groups included
+    sizes: dict[int, int]  # schedules of each of its own groups it searched to the end, by ordinal
+    failing: tuple[int, int, tuple] | None  # (group, schedules of it before, positions) of its first failure
+    exhausted: bool  # its groups were searched to the end
+    diverged: bool  # a run left its replayed prefix: the program is not deterministic
 
 
 def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callable[[int], bool],
                 preemption_bound: int | None = None, delay_bound: int | None = None, **options) -> SearchPart:
-    """One shard of a ``dfs`` search: its subtrees in depth-first order, up to its first failure,
-    for at most ``runs`` schedules and while ``keep_going(subtree)`` holds before each."""
+    """One shard of a ``dfs`` search: its groups of schedules in depth-first order, up to its first
+    failure, for at most ``runs`` schedules and while ``keep_going(group)`` holds before each."""
     resolved, seed, limits, points = _prepare(target, runs, **options)
     chooser = make_strategy("dfs", seed=seed, depth=options.get("depth", settings.DEPTH),
                             preemption_bound=preemption_bound, delay_bound=delay_bound, shard=shard)
@@ -209,16 +208,16 @@ def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callab
     for _, result in _runs(resolved, chooser, 0, runs, limits, points, None):
         ran += 1
         if chooser.owns_run:
-            sizes[chooser.subtree] = chooser.leaf + 1
+            sizes[chooser.group] = chooser.leaf + 1
         if result.failure is not None:
-            failing = (chooser.subtree, chooser.leaf, tuple(result.positions))
+            failing = (chooser.group, chooser.leaf, tuple(result.positions))
             break
-        if chooser.exhausted or not keep_going(chooser.subtree):
+        if chooser.exhausted or not keep_going(chooser.group):
             break
     exhausted = failing is None and chooser.exhausted
     if not exhausted and chooser.owns_run:
-        sizes.pop(chooser.subtree, None)  # left before its end
-    return SearchPart(ran, sizes, failing, exhausted, chooser.diverged, chooser.pruned)
+        sizes.pop(chooser.group, None)  # left before its end
+    return SearchPart(ran, sizes, failing, exhausted, chooser.diverged)
 
 
 def report_of_run(target, positions: tuple, *, run_index: int, strategy: str, **options) -> Report | None:

@@ -29,6 +29,7 @@ from detsched._explore.explorer import SearchPart, explore, first_failing_run, r
 from detsched._report.failure import Report
 from detsched.errors import DetschedUsageError
 from detsched.strategies import make_strategy
+from detsched.strategies.registry import SEARCH_OPTIONS
 
 #: Strategies whose runs are independent of each other, so that slices of them can run anywhere.
 SPLITTABLE = ("pct", "random")
@@ -41,9 +42,11 @@ SLICES_PER_JOB = 4
 
 def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **options) -> Report:
     """``explore(target, runs=runs, strategy=strategy, **options)`` with ``jobs`` worker processes."""
-    # a bound the strategy does not take is refused here, as explore() would
+    # a bound the strategy does not take is refused here, as explore() would (an iterative bound
+    # starts at 0)
     make_strategy(strategy, seed=0, depth=options.get("depth", settings.DEPTH),
-                  **{name: options[name] for name in _SEARCH_OPTIONS if options.get(name) not in (None, settings.ITERATIVE)})
+                  **{name: 0 if options[name] == settings.ITERATIVE else options[name]
+                     for name in SEARCH_OPTIONS if options.get(name) is not None})
     if strategy in TREE_SPLIT:
         return _search_in_parallel(target, jobs, runs=runs, **options)
     if strategy not in SPLITTABLE:
@@ -80,8 +83,8 @@ def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Repo
     if options.get("preemption_bound") == settings.ITERATIVE:
         raise DetschedUsageError("--jobs does not split an iterative search (--preemption-bound iterative): give "
                                  "a fixed bound, or run it without --jobs")
-    shared_runs = multiprocessing.get_context(_START_METHOD).Value("q", jobs)  # every shard's first run
-    first_failing = multiprocessing.get_context(_START_METHOD).Value("q", _NONE_YET)
+    shared_runs = _CONTEXT.Value("q", jobs)  # every shard's first run
+    first_failing = _CONTEXT.Value("q", _NONE_YET)
     with _pool(jobs, initializer=_share, initargs=(shared_runs, first_failing, runs)) as pool:
         parts = list(pool.map(_search_shard, [(_portable(target), (shard, jobs), dict(options, runs=runs))
                                               for shard in range(jobs)]))
@@ -90,13 +93,13 @@ def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Repo
     sizes = {ordinal: size for part in parts for ordinal, size in part.sizes.items()}
     if not failures:
         if all(part.exhausted for part in parts) and not any(part.diverged for part in parts):
-            # every subtree searched by its shard: the schedules one process would have run
+            # every group searched by its shard: the schedules one process would have run
             return _passed(sum(sizes.values()), "dfs", options, started, exhausted=True,
                            bound=options.get("preemption_bound"), delays=options.get("delay_bound"))
         return _passed(ran, "dfs", options, started)
-    subtree, leaf, positions = min(failures)
-    # The failure's place in depth-first order, when every subtree before it was searched to the end.
-    earlier = [sizes.get(ordinal) for ordinal in range(subtree)]
+    group, leaf, positions = min(failures)
+    # The failure's place in depth-first order, when every group before it was searched to the end.
+    earlier = [sizes.get(ordinal) for ordinal in range(group)]
     index = sum(earlier) + leaf if None not in earlier else ran - 1
     report = report_of_run(target, positions, run_index=index, strategy="dfs", **_explored(options))
     if report is None:  # it did not fail again: search for it here, in order, as one process would
@@ -106,7 +109,7 @@ def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Repo
 
 #: ``first_failing`` before any shard failed.
 _NONE_YET = 2 ** 62
-# Set in each worker process by ``_share``: the runs every shard ran so far, the lowest subtree
+# Set in each worker process by ``_share``: the runs every shard ran so far, the lowest group
 # ordinal a shard failed in, and the exploration's runs.
 _shared: tuple = ()
 
@@ -126,11 +129,11 @@ def _search_shard(work) -> SearchPart:
     return part
 
 
-def _keep_going(subtree: int) -> bool:
+def _keep_going(group: int) -> bool:
     """Whether a shard runs another schedule (and counts it): the runs are not spent, and no shard
-    failed in an earlier subtree (whose failure comes first whatever this shard finds)."""
+    failed in an earlier group (whose failure comes first whatever this shard finds)."""
     shared_runs, first_failing, runs = _shared
-    if subtree > first_failing.value:
+    if group > first_failing.value:
         return False
     with shared_runs.get_lock():
         shared_runs.value += 1
@@ -142,20 +145,17 @@ def _passed(runs: int, strategy: str, options: dict, started: float, **outcome) 
     return Report(None, runs, strategy, seed, real_monotonic() - started, **outcome)
 
 
-_SEARCH_OPTIONS = ("preemption_bound", "delay_bound")
-
-
 def _explored(options: dict) -> dict:
     """``options`` without those of a search (for the functions that replay or sample)."""
-    return {name: value for name, value in options.items() if name not in _SEARCH_OPTIONS}
+    return {name: value for name, value in options.items() if name not in SEARCH_OPTIONS}
 
 
 # fork shares the loaded target at no cost; spawn (where fork is missing) imports it again
-_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+_CONTEXT = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def _pool(jobs: int, **kwargs) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(_START_METHOD), **kwargs)
+    return ProcessPoolExecutor(jobs, mp_context=_CONTEXT, **kwargs)
 
 
 def _portable(target: str) -> str:

@@ -36,7 +36,6 @@ from typing import Sequence
 from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
 
 
-
 @dataclass
 class _Branch:
     """One decision of the current path."""
@@ -71,7 +70,7 @@ class DepthFirst:
         self.diverged = False  # a run left its replayed prefix: other options, or fewer decisions
         self.pruned = False  # the bound left out a schedule: a larger one would run more
         self.shard, self.shards = check_shard(shard)
-        self.subtree = 0  # depth-first ordinal of the group of the run in progress (shard: subtree % shards)
+        self.group = 0  # depth-first ordinal of the group of the run in progress (its shard: group % shards)
         self.leaf = 0  # how many schedules of that group ran before the run in progress
 
     def calibrate(self, decisions: int) -> None:
@@ -85,14 +84,14 @@ class DepthFirst:
 
     @property
     def exhausted(self) -> bool:
-        """Whether every schedule within the bound (of this shard's subtrees) has run: no decision has
+        """Whether every schedule within the bound (of this shard's groups) has run: no decision has
         an option left."""
         return not any(self._next_option(branch) is not None for branch in self._searched_path())
 
     @property
     def owns_run(self) -> bool:
-        """Whether the run in progress is in one of this shard's subtrees."""
-        return self.subtree % self.shards == self.shard
+        """Whether the run in progress is in one of this shard's groups."""
+        return self.group % self.shards == self.shard
 
     def _searched_path(self) -> list[_Branch]:
         """The decisions of the path whose other options this shard searches: past the first
@@ -147,16 +146,19 @@ class DepthFirst:
 
     def _allows(self, branch: _Branch, index: int) -> bool:
         """Whether the bounds allow option ``index`` of ``branch``."""
-        if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
-            return False
-        return within_bound(self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index])
+        return not self._over_delays(branch, index) and within_bound(
+            self.preemption_bound, branch.current, branch.preemptions_before, branch.options[index])
+
+    def _over_delays(self, branch: _Branch, index: int) -> bool:
+        """Whether option ``index`` of ``branch`` (and so every later one) costs more delays than the bound."""
+        return self.delay_bound is not None and branch.delays_before + index > self.delay_bound
 
     def _next_option(self, branch: _Branch) -> int | None:
         for index in range(branch.taken + 1, len(branch.options)):
             if self._allows(branch, index):
                 return index
             self.pruned = True
-            if self.delay_bound is not None and branch.delays_before + index > self.delay_bound:
+            if self._over_delays(branch, index):
                 return None  # the options after it cost more delays still
         return None
 
@@ -165,8 +167,9 @@ class DepthFirst:
         if self.position < self.replaying:
             self.diverged = True  # the last run ended before the decision it was sent down
         del self.path[self.position:]  # decisions the last run never reached
-        del self.path[len(self._searched_path()):]  # the rest of another shard's group is its own
         cut = self._cut()
+        if not self.owns_run:
+            del self.path[cut:]  # the rest of another shard's group is its own
         while self.path:
             index = self._next_option(self.path[-1])
             if index is not None:
@@ -175,7 +178,7 @@ class DepthFirst:
                 branch.taken, branch.started = index, self.schedules + 1
                 self.replaying = len(self.path)
                 if len(self.path) <= cut:  # a new first deviation: the next group
-                    self.subtree, self.leaf = self.subtree + 1, 0
+                    self.group, self.leaf = self.group + 1, 0
                 else:
                     self.leaf += 1
                 return
