@@ -18,6 +18,7 @@ from detsched import settings
 from detsched._core.clock import real_monotonic
 from detsched._explore.explorer import explore, replay_traced
 from detsched._explore.parallel import explore_in_parallel
+from detsched._report.coverage import write_json
 from detsched._report.timeline import pace, plural, render_timeline
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
 from detsched.schedule import Schedule
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not check memory accesses for data races (unordered accesses of one "
                           "location, one a write); by default every run is checked")
     run.add_argument("--save", metavar="FILE", help="write the failing schedule to FILE as JSON")
+    run.add_argument("--coverage", action="store_true",
+                     help="trace every run and print which orders of conflicting operations (two threads on one "
+                          "lock, queue, event...) the runs saw, and which pairs they saw in one order only")
+    run.add_argument("--coverage-json", metavar="FILE",
+                     help="write that coverage to FILE as JSON (implies --coverage)")
 
     for name, summary in (("replay", "reproduce a failure from its schedule"),
                           ("show", "print a schedule's interleaving as a timeline, one column per thread (one row "
@@ -145,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    if args.save:
-        _check_save_path(args.save)  # before exploring, which may take minutes
+    for option, path in (("--save", args.save), ("--coverage-json", args.coverage_json)):
+        if path:
+            _check_writable(option, path)  # before exploring, which may take minutes
+    coverage = args.coverage or args.coverage_json is not None
+    if coverage and args.jobs > 1:
+        raise DetschedUsageError("--coverage counts the runs of one process: run without --jobs to measure coverage")
     options = dict(strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth, max_steps=args.max_steps,
                    preempt_calls=args.preempt_calls, preempt_writes=args.preempt_writes,
                    preemption=args.preemption, races=args.races)
@@ -160,7 +170,7 @@ def _run(args) -> int:
                                          delay_bound=args.delay_bound, **options)
         else:
             report = explore(args.target, preemption_bound=args.preemption_bound, delay_bound=args.delay_bound,
-                             progress=progress, time_budget=args.time_budget, **options)
+                             progress=progress, time_budget=args.time_budget, coverage=coverage, **options)
     except KeyboardInterrupt:
         progress.clear()
         # What a search covered before it was stopped: runs that passed, nothing verified.
@@ -171,6 +181,11 @@ def _run(args) -> int:
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",
           file=sys.stderr)
     print(report)
+    if args.coverage_json:
+        try:
+            write_json(args.coverage_json, {args.target: report.coverage})
+        except OSError as exc:
+            raise DetschedUsageError(f"cannot write --coverage-json file {args.coverage_json!r}: {exc.strerror}") from None
     if report.failure is None:
         return EXIT_OK
     if args.save:
@@ -187,14 +202,14 @@ def _run(args) -> int:
     return EXIT_FAILURE
 
 
-def _check_save_path(path: str) -> None:
+def _check_writable(option: str, path: str) -> None:
     if os.path.isdir(path):
-        raise DetschedUsageError(f"--save {path} is a folder; give a file name, such as "
-                                 f"{os.path.join(path, 'failure.json')}")
+        raise DetschedUsageError(f"{option} {path} is a folder; give a file name, such as "
+                                 f"{os.path.join(path, 'failure.json' if option == '--save' else 'coverage.json')}")
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
-        raise DetschedUsageError(f"--save {path}: the folder {folder!r} does not exist; create it first "
-                                 f"(mkdir -p {shlex.quote(folder)}) or save the file somewhere else")
+        raise DetschedUsageError(f"{option} {path}: the folder {folder!r} does not exist; create it first "
+                                 f"(mkdir -p {shlex.quote(folder)}) or write the file somewhere else")
 
 
 def _replay_inputs(args) -> tuple[str, str]:

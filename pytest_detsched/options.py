@@ -45,6 +45,7 @@ class Settings:
     preemption: str = "free-threaded"  # or "gil": no switches at stores (settings.PREEMPTION_MODELS)
     preemption_bound: int | None = None  # dfs and dpor: only schedules with at most this many preemptions
     delay_bound: int | None = None  # dfs: only schedules with at most this many delays
+    coverage: bool = False  # trace every run and count the orders of conflicting operations it saw
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Options:
     save_dir: str | None
     shards: int
     benign: tuple[str, ...] = ()  # ``module:Class.attribute`` patterns of intentional races
+    coverage_json: str | None = None  # where to write every explored test's coverage
 
 
 def add_options(parser) -> None:
@@ -91,6 +93,13 @@ def add_options(parser) -> None:
     _add(parser, group, "delay-bound", "D",
          "with strategy dfs: only schedules with at most D delays (each a step past the thread a round-robin "
          "scheduler would run); a test whose every such schedule ran is 'verified up to D delays'")
+    group.addoption("--detsched-coverage", action="store_true", default=None,
+                    help="trace every run and report which orders of conflicting operations (two threads on one "
+                         "lock, queue, event...) each test's runs saw (ini: detsched_coverage = true)")
+    parser.addini("detsched_coverage", "report the concurrency coverage of every explored test", type="bool",
+                  default=False)
+    _add(parser, group, "coverage-json", "FILE",
+         "write each explored test's concurrency coverage to FILE as JSON (implies --detsched-coverage)")
     _add(parser, group, "save-dir", "DIR",
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
@@ -115,6 +124,8 @@ def read_options(config) -> Options:
             preemption=_setting(config, "preemption", settings.parse_preemption, "free-threaded"),
             preemption_bound=_setting(config, "preemption_bound", settings.parse_bound, None),
             delay_bound=_setting(config, "delay_bound", settings.parse_non_negative, None),
+            coverage=bool(config.getoption("detsched_coverage") or config.getini("detsched_coverage")
+                          or _setting(config, "coverage_json", str, None)),
         )
         replay_text = config.getoption("detsched_replay")
         replay = Schedule.loads(replay_text) if replay_text else None
@@ -127,7 +138,8 @@ def read_options(config) -> Options:
             raise DetschedUsageError(f"ini option detsched_benign: {bad[0]!r} is not a 'module:Class.attribute' "
                                      "or 'module:GLOBAL' pattern")
         return Options(defaults, replay, bool(explore_all), _setting(config, "save_dir", str, None),
-                       _setting(config, "shards", settings.parse_positive, 1), benign)
+                       _setting(config, "shards", settings.parse_positive, 1), benign,
+                       _setting(config, "coverage_json", str, None))
     except DetschedUsageError as exc:
         raise pytest.UsageError(f"detsched: {exc}") from None
 

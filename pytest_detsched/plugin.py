@@ -13,7 +13,7 @@ import pytest
 import detsched as detsched_api
 from detsched import plugins
 from detsched.errors import DetschedUsageError
-from detsched.integration import forget_benign, pace, plural
+from detsched.integration import Coverage, forget_benign, pace, plural, write_coverage_json
 from detsched.reproduce import reproduced_schedule
 from detsched.schedule import Schedule, fingerprint
 
@@ -236,6 +236,15 @@ class DetschedSession:
             terminalreporter.section("detsched")
             for line in lines:
                 terminalreporter.write_line(line)
+        path = self.options.coverage_json
+        if path:
+            try:
+                write_coverage_json(path, merged_coverage(self.results))
+            except OSError as exc:
+                terminalreporter.write_line(f"detsched: cannot write --detsched-coverage-json {path!r}: {exc.strerror}",
+                                            red=True)
+            else:
+                terminalreporter.write_line(f"detsched: concurrency coverage written to {path}")
 
 
 def _why_async_not_probed(item) -> str | None:
@@ -319,12 +328,15 @@ def summary_lines(results: list[dict]) -> list[str]:
         entry["runs"] += result["runs"]
         entry["elapsed"] += result["elapsed"]
         entry["kind"] = entry["kind"] or result["kind"]
+    coverages = merged_coverage(results)
     lines, kinds = [], {}
     for name in sorted(merged):
         entry = merged[name]
         if entry["kind"]:
             kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
         lines.append(f"{name}: {_describe(entry)}")
+        if name in coverages:
+            lines.append(f"  {coverages[name].summary()}")
     if lines:
         runs = sum(entry["runs"] for entry in merged.values())
         elapsed = sum(entry["elapsed"] for entry in merged.values())
@@ -337,6 +349,17 @@ def summary_lines(results: list[dict]) -> list[str]:
         shown = ", ".join(tests[:NAMED_TESTS]) + (f" and {len(tests) - NAMED_TESTS} more" if len(tests) > NAMED_TESTS else "")
         lines.append(f"not explored ({reason}): {plural(len(tests), 'test')}, ran as usual: {shown}")
     return lines
+
+
+def merged_coverage(results: list[dict]) -> dict[str, Coverage]:
+    """The concurrency coverage of each test explored with it, its shards merged."""
+    coverages: dict[str, Coverage] = {}
+    for result in results:
+        if "coverage" in result:
+            part = Coverage.from_json(result["coverage"])
+            known = coverages.get(result["test"])
+            coverages[result["test"]] = part if known is None else known.merged(part)
+    return coverages
 
 
 def _describe(entry: dict) -> str:

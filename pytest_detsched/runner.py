@@ -184,7 +184,7 @@ class ItemRunner:
                              depth=settings.depth, max_steps=settings.max_steps, races=settings.races,
                              preemption=settings.preemption, preemption_bound=settings.preemption_bound,
                              delay_bound=settings.delay_bound, first_run=self.plan.first_run, shard=self.plan.shard,
-                             blocked_after=self.blocked_after, progress=self._progress)
+                             blocked_after=self.blocked_after, progress=self._progress, coverage=settings.coverage)
         except _NothingToExplore:
             self.stats.update(runs=1, mode="nothing")
             self.item.warn(DetschedWarning(
@@ -193,6 +193,8 @@ class ItemRunner:
             return
         self.stats.update(runs=report.runs, elapsed=report.elapsed, seed=report.seed, verified=report.exhausted,
                           bound=report.bound, delays=report.delays)
+        if report.coverage is not None:
+            self.stats["coverage"] = report.coverage.as_json(with_orders=True)
         if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
             self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
             return

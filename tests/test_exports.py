@@ -19,8 +19,8 @@ EXPECTED_ALL = {
                  "reproduce", "unchecked", "yield_point"},
     "detsched.strategies": {"BUILTIN", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
-    "detsched.integration": {"Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural", "schedule_so_far",
-                             "started_threads"},
+    "detsched.integration": {"Coverage", "Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural",
+                             "schedule_so_far", "started_threads", "write_coverage_json"},
 }
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "pytest_detsched"
 

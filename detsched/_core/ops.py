@@ -124,6 +124,9 @@ class TraceStep:
     #: The store the preempted thread was about to make, "store x.y @f.py:12", when this step
     #: preempts one there: a switch only free-threaded CPython makes (no call between statements).
     preempted_at_store: str = ""
+    #: The label of the primitive or thread the operation works on ("" for none): what concurrency
+    #: coverage pairs operations by.
+    obj: str = ""
 
 
 @dataclass(frozen=True)

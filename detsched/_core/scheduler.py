@@ -22,7 +22,7 @@ from detsched._core import frames, outside
 from detsched._core.clock import VirtualClock
 from detsched._core.execution import Execution
 from detsched._core.footprints import QUERIES, Footprints
-from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, set_current
+from detsched._core.ops import FailureInfo, LogicalThread, Op, TraceStep, describe, set_current
 from detsched._detect import threads as detect
 from detsched.errors import DetschedInternalError, DetschedUsageError, ReplayDiverged, RunAborted
 from detsched.schedule import default_task
@@ -101,7 +101,8 @@ class Scheduler:
         if self.tracing:
             op.where = frames.user_location(3)
             if op.done:  # the timeline shows it when it happened, not when the thread goes on
-                self.execution.row(TraceStep(self.execution.steps + 1, me.tid, me.name, op.describe(), op.where))
+                self.execution.row(TraceStep(self.execution.steps + 1, me.tid, me.name, op.describe(), op.where,
+                                             obj=describe(op.resource)))
         try:
             chosen = self._decide(me)
             if chosen is not me:
@@ -308,7 +309,8 @@ class Scheduler:
         if op.row_by_caller:
             self.execution.hold_note(note)
             return
-        self.execution.row(TraceStep(steps, chosen.tid, chosen.name, op.describe(), op.where, note, at_store))
+        self.execution.row(TraceStep(steps, chosen.tid, chosen.name, op.describe(), op.where, note, at_store,
+                                     describe(op.resource)))
 
     # ----------------------------------------------------------------- threads
 

@@ -25,6 +25,7 @@ from detsched._explore.shrink import Outcome, shrink
 from detsched._explore.targets import Target, resolve
 from detsched._instrument.world import World
 from detsched._primitives import futures, threads
+from detsched._report.coverage import CoverageCounter
 from detsched._report.failure import Failure, Report
 from detsched._report.timeline import plural
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
@@ -98,7 +99,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
             preempt_calls: bool = True, preempt_writes: bool | None = None, races: bool = False,
             preemption: str | None = None, preemption_bound: int | str | None = None, delay_bound: int | None = None,
             blocked_after: float | None = None, progress: Callable[..., None] | None = None,
-            time_budget: float | None = None, shard: tuple[int, int] | None = None) -> Report:
+            time_budget: float | None = None, shard: tuple[int, int] | None = None, coverage: bool = False) -> Report:
     """Run ``target`` up to ``runs`` times under ``strategy``; stop at the first failure.
 
     The same (target, strategy, seed) explores the same runs, bit for bit, on any machine. Run ``i``
@@ -126,7 +127,8 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     left=...)`` is called after every run, with the runs done so far and, for a search that can
     guess, a function returning about how many schedules are left (``left=None`` otherwise). ``shard=(i, n)``
     (``dfs`` only) searches part ``i`` of ``n`` disjoint parts of the tree: ``n`` shards together run
-    every schedule (``DepthFirst``).
+    every schedule (``DepthFirst``). With ``coverage``, every run is traced and ``Report.coverage``
+    says which orders of conflicting operations the runs saw (``detsched._report.coverage``).
     """
     if time_budget is not None:
         settings.check_time_budget(time_budget)
@@ -135,12 +137,15 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         preempt_writes=preempt_writes, races=races, preemption=preemption, blocked_after=blocked_after)
     iterative = preemption_bound == settings.ITERATIVE
     started = real_monotonic()
+    seen = CoverageCounter() if coverage else None
 
     def found(result: ExecutionResult, index: int) -> Report:
-        return _found(resolved, result, index, index + 1 - first_run, strategy, seed, limits, points, started)
+        report = _found(resolved, result, index, index + 1 - first_run, strategy, seed, limits, points, started)
+        return report if seen is None else dataclasses.replace(report, coverage=seen.freeze())
 
     def passed(ran: int, **outcome) -> Report:
-        return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound, **outcome)
+        return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound,
+                      coverage=None if seen is None else seen.freeze(), **outcome)
 
     ran = 0  # runs so far, over every bound an iterative search tried
     covered = None  # iterative: the largest bound whose every schedule ran
@@ -148,7 +153,8 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound, delay_bound=delay_bound,
                                 shard=shard)
         counted = None if progress is None else (lambda done, left, before=ran: progress(before + done, left=left))
-        for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted):
+        for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted,
+                                   seen):
             if result.failure is not None:
                 return found(result, index)
             so_far = index + 1 - first_run
@@ -252,16 +258,19 @@ def _prepare(target, runs, *, seed: int = settings.SEED, depth: int = settings.D
     return resolved, seed, limits, points
 
 
-def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress):
+def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress,
+          seen: CoverageCounter | None = None):
     """(index, result) of the warm-up run if it fails (a real run, reported like any other), else
-    of every run of the exploration in order."""
+    of every run of the exploration in order; each traced and counted by ``seen``, if given."""
     first = warm_up(target, limits, points)
     if first.failure is not None:
         yield first_run, first
         return
     chooser.calibrate(len(first.decisions))
     for index in range(first_run, first_run + runs):
-        result = run_once(target, chooser, index, limits, points=points)
+        result = run_once(target, chooser, index, limits, points=points, tracing=seen is not None)
+        if seen is not None:
+            seen.add(result.trace)
         if progress is not None:
             progress(index + 1 - first_run, left=getattr(chooser, "estimated_left", None))
         yield index, result

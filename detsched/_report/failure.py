@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from detsched._core.ops import TraceStep
 from detsched._detect.races import Race
+from detsched._report.coverage import Coverage
 from detsched._report.timeline import REPORT_ROWS, plural, render_timeline
 from detsched.schedule import Schedule
 
@@ -98,6 +99,8 @@ class Report:
     bound: int | None = None  # the preemption bound of a systematic search
     stopped: str = ""  # why it stopped before its runs were done, e.g. "the 10 s time budget was spent"
     delays: int | None = None  # the delay bound of a ``dfs`` search
+    #: Which orders of conflicting operations the runs saw (``explore(coverage=True)``), else None.
+    coverage: Coverage | None = field(default=None, compare=False)
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -109,6 +112,10 @@ class Report:
         return self.runs / self.elapsed if self.elapsed > 0 else 0.0
 
     def __str__(self) -> str:
+        text = self._outcome()
+        return text if self.coverage is None else f"{text}\n{self.coverage.summary()}"
+
+    def _outcome(self) -> str:
         if self.failure is None and self.exhausted:
             # A partial-order reduction runs one schedule per class of equivalent interleavings.
             runs = (f"{plural(self.runs, 'schedule')} cover every interleaving up to the order of independent steps"
