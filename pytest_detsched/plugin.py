@@ -328,13 +328,17 @@ def summary_lines(results: list[dict]) -> list[str]:
         entry["runs"] += result["runs"]
         entry["elapsed"] += result["elapsed"]
         entry["kind"] = entry["kind"] or result["kind"]
+        entry["uncontrolled"] = list(dict.fromkeys([*entry.get("uncontrolled", ()), *result.get("uncontrolled", ())]))
     coverages = merged_coverage(results)
     lines, kinds = [], {}
     for name in sorted(merged):
         entry = merged[name]
         if entry["kind"]:
             kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
-        lines.append(f"{name}: {_describe(entry)}")
+        outside = entry["uncontrolled"]
+        caveat = f"; not under control: {plural(len(outside), 'finding')} (below)" if outside else ""
+        lines.append(f"{name}: {_describe(entry)}{caveat}")
+        lines += [f"  not under control: {text}" for text in outside]
         if name in coverages:
             lines.append(f"  {coverages[name].summary()}")
     if lines:

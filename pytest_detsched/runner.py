@@ -195,6 +195,8 @@ class ItemRunner:
                           bound=report.bound, delays=report.delays)
         if report.coverage is not None:
             self.stats["coverage"] = report.coverage.as_json(with_orders=True)
+        if report.uncontrolled:
+            self.stats["uncontrolled"] = list(report.uncontrolled)
         if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
             self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
             return

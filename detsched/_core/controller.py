@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from detsched._core import outside
 from detsched._core.clock import real_monotonic, real_sleep
 from detsched._core.execution import ExecutionResult
 from detsched._core.ops import LogicalThread
@@ -27,6 +28,8 @@ def run(sched: Scheduler, main_thread, body: Callable[[], None]) -> ExecutionRes
     """Run ``body`` as T0 (``main_thread``) under ``sched``; return the frozen record of the run
     once every controlled thread is done, even if the controller is interrupted (Ctrl-C)."""
     cpus = _pin_to_one_cpu()
+    sched.execution.escapes += outside.foreign_threads()
+    outside.watch(sched.execution.escapes)
     try:
         sched.main = sched.spawn(main_thread, "MainThread", False, body)
         sched.running = sched.main
@@ -34,6 +37,7 @@ def run(sched: Scheduler, main_thread, body: Callable[[], None]) -> ExecutionRes
         _watch(sched)
     finally:
         _unwind(sched)
+        outside.watch(None)
         if cpus is not None:
             os.sched_setaffinity(0, cpus)
     return sched.result()

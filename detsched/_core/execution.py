@@ -44,6 +44,8 @@ class Execution:
         self.verify = verify or {}
         self.trace: list[TraceStep] = []  # Invariant: empty unless the scheduler traces the run
         self._note = ""  # the note of a step whose row its caller writes (Op.row_by_caller)
+        #: What the run touched outside control (``outside.Escape``), each once, first first.
+        self.escapes: list = []
 
     def path_matches(self) -> bool:
         """Whether the path so far is what the schedule being replayed recorded before the next decision."""
@@ -81,7 +83,7 @@ class Execution:
     def freeze(self, failure: FailureInfo | None, usage_error: DetschedUsageError | None,
                races: tuple = ()) -> ExecutionResult:
         return ExecutionResult(failure, tuple(self.decisions), self.path, self.steps, tuple(self.trace), usage_error,
-                               races)
+                               races, tuple(self.escapes))
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ExecutionResult:
     trace: tuple[TraceStep, ...] = ()
     usage_error: DetschedUsageError | None = None
     races: tuple = ()  # every distinct data race the run made (``detsched._detect.races.Race``), first first
+    escapes: tuple = ()  # what it touched outside control (``detsched._core.outside.Escape``), first first
 
     @property
     def deviations(self) -> tuple[tuple[int, int], ...]:

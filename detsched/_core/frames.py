@@ -59,6 +59,13 @@ def innermost_user_location(frame) -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
 
 
+def innermost_user_frame(frame):
+    """The innermost frame of user code (``is_user_file``) from ``frame`` outwards, or None."""
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
 #: Top-level packages whose modules are never the user's: detsched itself and the test machinery
 #: that runs around it.
 INFRASTRUCTURE = frozenset({

@@ -7,16 +7,25 @@ can still talk to it. Controlled primitives used outside control block for real,
 ``wait_outside``, and wake such waiters through ``changed_outside``. A thread unwound with its run
 instead leaves the primitive it waited in marked (``orphan``): nothing outside may count on it.
 
+A thread outside control that works on a primitive of the run *while the run is in progress* (a
+background thread started before it, a thread of an earlier run let go) is an escape: its steps are
+not scheduled, so the interleavings with it are not explored. ``used_outside`` writes each such use
+into the record of the run in progress (``watch``), and ``foreign_threads`` lists, when a run
+starts, the threads running user code that detsched does not control.
+
 These are process-wide by nature: let-go threads outlive the run that made them.
 """
 
 from __future__ import annotations
 
 import _thread
-from typing import Callable
+import sys
+import threading
+from typing import Callable, NamedTuple
 
+from detsched._core import frames
 from detsched._core.clock import real_monotonic
-from detsched._core.ops import LogicalThread
+from detsched._core.ops import LogicalThread, describe
 
 #: Threads let go at the end of their runs that may be alive at once; past it, such threads are
 #: stopped with their run (and what they wait in is marked orphaned) so that runs leave no pile.
@@ -30,6 +39,69 @@ _allocate_lock = _thread.allocate_lock
 _outside_guard = _allocate_lock()
 _outside_waiters: list = []  # a raw lock per thread waiting outside control, released to wake it
 _detached_alive = 0  # Invariant: == number of detached threads not yet exited (guarded by _outside_guard)
+
+
+class Escape(NamedTuple):
+    """Something a run touched that detsched did not control, and how that weakens what was checked."""
+
+    key: tuple  # what it is about (a thread, a thread's use of a primitive): the same in every run
+    text: str  # one line for people
+
+
+#: The escapes of the run in progress (its ``Execution.escapes``), None between runs.
+_escapes: list[Escape] | None = None
+_real_threads = threading._active  # the threading module's own table of live threads, never patched
+
+
+def watch(escapes: list[Escape] | None) -> None:
+    """Write what escapes control into ``escapes`` from now on (None: stop, the run ended)."""
+    global _escapes
+    _escapes = escapes
+    _uses.clear()
+
+
+# Invariant: what the threads outside control did to the run in progress's primitives, by thread
+# name, then primitive label (insertion order): the text of each thread's escape of kind "use".
+_uses: dict[str, dict[str, list[str]]] = {}
+
+
+def used_outside(primitive, what: str) -> None:
+    """A thread detsched does not control did ``what`` to ``primitive``: an escape, if during a run."""
+    escapes = _escapes
+    if escapes is None or primitive is None:
+        return
+    thread = _real_threads.get(_thread.get_ident())
+    name = thread.name if thread is not None else "(unnamed)"
+    label = describe(primitive)
+    with _outside_guard:
+        done = _uses.setdefault(name, {}).setdefault(label, [])
+        if what in done:
+            return
+        done.append(what)
+        used = ", ".join(f"{label} ({', '.join(whats)})" for label, whats in _uses[name].items())
+        escape = Escape(("use", name), f"thread {name!r}, which detsched does not control, used {used} during the "
+                                       "run: its steps are not scheduled, so the interleavings with it were not explored")
+        kept = [i for i, e in enumerate(escapes) if e.key == escape.key]
+        if kept:
+            escapes[kept[0]] = escape
+        else:
+            escapes.append(escape)
+
+
+def foreign_threads() -> list[Escape]:
+    """The threads alive now, besides the caller, that run user code outside control (a server
+    thread a fixture started, a thread of an earlier run let go): one line each."""
+    stacks = sys._current_frames()
+    me = _thread.get_ident()
+    found = []
+    for ident, thread in sorted(_real_threads.items(), key=lambda item: item[1].name):
+        user = frames.innermost_user_frame(stacks.get(ident)) if ident != me else None
+        if user is None:
+            continue  # the caller, or a test tool's thread
+        found.append(Escape(("thread", thread.name), f"thread {thread.name!r} was running before the run started (at "
+                            f"{frames.innermost_user_location(user)}); detsched does not schedule it, so the "
+                            "interleavings with it were not explored"))
+    return found
 
 
 def detach(t: LogicalThread) -> bool:
@@ -51,9 +123,11 @@ def detached_exited(t: LogicalThread) -> None:
     changed_outside()  # whoever joins it outside control
 
 
-def wait_outside(ready: Callable[[], bool], timeout: float | None) -> bool:
+def wait_outside(ready: Callable[[], bool], timeout: float | None, primitive=None, what: str = "") -> bool:
     """Wait for real, in a thread detsched does not control (or no longer controls), until
-    ``ready()`` holds (True) or ``timeout`` seconds have passed (False)."""
+    ``ready()`` holds (True) or ``timeout`` seconds have passed (False); a wait for ``primitive``
+    (``what``) is an escape if a run is in progress."""
+    used_outside(primitive, what)
     deadline = None if timeout is None else real_monotonic() + timeout
     while True:
         left = OUTSIDE_POLL if deadline is None else min(OUTSIDE_POLL, deadline - real_monotonic())
@@ -71,8 +145,9 @@ def wait_outside(ready: Callable[[], bool], timeout: float | None) -> bool:
                 _outside_waiters.remove(wake)
 
 
-def changed_outside() -> None:
-    """Code outside control changed a primitive: wake whoever waits outside control."""
+def changed_outside(primitive=None, what: str = "") -> None:
+    """Code outside control changed ``primitive`` (with ``what``): wake whoever waits outside control."""
+    used_outside(primitive, what)
     if not _outside_waiters:
         return
     with _outside_guard:

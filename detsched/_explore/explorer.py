@@ -137,15 +137,15 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         preempt_writes=preempt_writes, races=races, preemption=preemption, blocked_after=blocked_after)
     iterative = preemption_bound == settings.ITERATIVE
     started = real_monotonic()
-    seen = CoverageCounter() if coverage else None
+    tally = _Tally(coverage)
 
     def found(result: ExecutionResult, index: int) -> Report:
         report = _found(resolved, result, index, index + 1 - first_run, strategy, seed, limits, points, started)
-        return report if seen is None else dataclasses.replace(report, coverage=seen.freeze())
+        return dataclasses.replace(report, **tally.outcome())
 
     def passed(ran: int, **outcome) -> Report:
-        return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound,
-                      coverage=None if seen is None else seen.freeze(), **outcome)
+        return Report(None, ran, strategy, seed, real_monotonic() - started, delays=delay_bound, **outcome,
+                      **tally.outcome())
 
     ran = 0  # runs so far, over every bound an iterative search tried
     covered = None  # iterative: the largest bound whose every schedule ran
@@ -153,8 +153,7 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
         chooser = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=bound, delay_bound=delay_bound,
                                 shard=shard)
         counted = None if progress is None else (lambda done, left, before=ran: progress(before + done, left=left))
-        for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted,
-                                   seen):
+        for index, result in _runs(resolved, chooser, first_run + ran, runs - ran, limits, points, counted, tally):
             if result.failure is not None:
                 return found(result, index)
             so_far = index + 1 - first_run
@@ -258,19 +257,40 @@ def _prepare(target, runs, *, seed: int = settings.SEED, depth: int = settings.D
     return resolved, seed, limits, points
 
 
+class _Tally:
+    """What an exploration adds up over its runs besides their failures: their coverage (traced
+    runs, if asked for) and what they touched outside control."""
+
+    def __init__(self, coverage: bool = False):
+        self.coverage = CoverageCounter() if coverage else None
+        self.escapes: dict[tuple, str] = {}  # Escape.key -> its text, first first
+
+    def add(self, result: ExecutionResult) -> None:
+        if self.coverage is not None:
+            self.coverage.add(result.trace)
+        for escape in result.escapes:
+            self.escapes.setdefault(escape.key, escape.text)
+
+    def outcome(self) -> dict:
+        """The ``Report`` fields of what was added up."""
+        return {"coverage": None if self.coverage is None else self.coverage.freeze(),
+                "uncontrolled": tuple(self.escapes.values())}
+
+
 def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress,
-          seen: CoverageCounter | None = None):
+          tally: _Tally | None = None):
     """(index, result) of the warm-up run if it fails (a real run, reported like any other), else
-    of every run of the exploration in order; each traced and counted by ``seen``, if given."""
+    of every run of the exploration in order; ``tally`` adds up each (the warm-up's escapes too)."""
+    tally = tally or _Tally()
     first = warm_up(target, limits, points)
+    tally.escapes.update((e.key, e.text) for e in first.escapes if e.key not in tally.escapes)
     if first.failure is not None:
         yield first_run, first
         return
     chooser.calibrate(len(first.decisions))
     for index in range(first_run, first_run + runs):
-        result = run_once(target, chooser, index, limits, points=points, tracing=seen is not None)
-        if seen is not None:
-            seen.add(result.trace)
+        result = run_once(target, chooser, index, limits, points=points, tracing=tally.coverage is not None)
+        tally.add(result)
         if progress is not None:
             progress(index + 1 - first_run, left=getattr(chooser, "estimated_left", None))
         yield index, result

@@ -29,7 +29,7 @@ def _transfer(q, kind: str, block: bool, timeout: float | None, ready, act, fail
         if not ready() and not (block and wait_outside(ready, timeout)):
             raise failure()
         result = act()
-        changed_outside()
+        changed_outside(q, kind)
         return result
     if not block:
         done = []
@@ -131,7 +131,7 @@ class Queue:
     def join(self) -> None:
         me = current()
         if me is None:
-            wait_outside(lambda: self.unfinished_tasks == 0, None)
+            wait_outside(lambda: self.unfinished_tasks == 0, None, self, "join")
             return
         me.sched.wait(me, Op("join", self, lambda: self.unfinished_tasks == 0))
         me.sched.receive(me, self.all_tasks_done)
@@ -219,7 +219,7 @@ class SimpleQueue:
             return
         check_reachable(self, "put()")
         self._items.append(item)
-        changed_outside()
+        changed_outside(self, "put")
 
     put_nowait = put
 

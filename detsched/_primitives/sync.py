@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from detsched._core import frames
 from detsched._core.ops import LogicalThread, MissedSignal, Op, current
-from detsched._core.outside import changed_outside, wait_outside
+from detsched._core.outside import changed_outside, used_outside, wait_outside
 from detsched.errors import DetschedUsageError
 
 
@@ -74,12 +74,13 @@ def check_reachable(primitive, what: str) -> None:
         "stop them in the test or in a function-scoped fixture, which every run sets up and tears down")
 
 
-def _take_outside(take, blocking: bool, timeout: float | None = None) -> bool:
-    """Acquire from a thread detsched does not control: threads of an ended run let go at its end
-    (see ``Scheduler.let_go``) may hold the primitive and release it for real."""
+def _take_outside(primitive, take, blocking: bool, timeout: float | None = None) -> bool:
+    """Acquire ``primitive`` from a thread detsched does not control: threads of an ended run let go
+    at its end (see ``Scheduler.let_go``) may hold it and release it for real."""
     if take():
+        used_outside(primitive, "acquire")
         return True
-    return blocking and wait_outside(take, timeout)
+    return blocking and wait_outside(take, timeout, primitive, "acquire")
 
 
 class _OutsideOwner:
@@ -128,7 +129,7 @@ def _after_release(primitive) -> None:
     leaving a lock is explored, and waiting threads may take the lock before the releaser goes on."""
     me = current()
     if me is None:
-        changed_outside()
+        changed_outside(primitive, "release")
     else:
         me.sched.publish(me, primitive)
         me.sched.wait(me, Op("release", primitive, done=True))
@@ -171,7 +172,7 @@ class Lock:
         _check_acquire_arguments(blocking, timeout)
         me = current()
         if me is None:
-            return _take_outside(lambda: self._take(None), blocking, None if timeout == -1 else timeout)
+            return _take_outside(self, lambda: self._take(None), blocking, None if timeout == -1 else timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
         # Any thread may release a Lock, so waiting for one's own is a handshake (another thread
@@ -238,7 +239,7 @@ class RLock:
             self._count += 1
             return True
         if me.sched is None:
-            return _take_outside(lambda: self._take(me), blocking, None if timeout == -1 else timeout)
+            return _take_outside(self, lambda: self._take(me), blocking, None if timeout == -1 else timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), lambda: self._take(me))
         if timed_wait(me, "acquire", self, self._free, None if timeout == -1 else timeout, self._holder):
@@ -274,7 +275,7 @@ class RLock:
     def _acquire_restore(self, state: tuple[int, LogicalThread]) -> None:
         me = current() or _outside_owner()
         if me.sched is None:
-            _take_outside(lambda: self._take(me), True)
+            _take_outside(self, lambda: self._take(me), True)
         else:
             timed_wait(me, "acquire", self, self._free, None, self._holder)
             me.sched.receive(me, self)
@@ -399,7 +400,7 @@ class Condition:
             self._unheard = None if self._waiters else (me.sched.steps, me)
         self._wake(n)
         if me is None:
-            changed_outside()
+            changed_outside(self, "notify")
 
     def _wake(self, n: int | None = None) -> None:
         """Wake the first ``n`` waiters (all by default); controlled queues call it within their
@@ -469,7 +470,7 @@ class Semaphore:
             raise ValueError("can't specify timeout for non-blocking acquire")
         me = current()
         if me is None:
-            return _take_outside(self._take, blocking, timeout)
+            return _take_outside(self, self._take, blocking, timeout)
         if not blocking:
             return me.sched.poll(me, Op("try-acquire", self), self._take)
         if timed_wait(me, "acquire", self, self._available, timeout):
@@ -544,7 +545,7 @@ class Event:
         self._flag = True
         self._sets += 1
         if me is None:
-            changed_outside()
+            changed_outside(self, "set")
 
     def clear(self) -> None:
         me = current()
@@ -557,7 +558,7 @@ class Event:
     def wait(self, timeout: float | None = None) -> bool:
         me = current()
         if me is None:
-            return wait_outside(lambda: self._flag, timeout)
+            return wait_outside(lambda: self._flag, timeout, self, "wait")
         sets = self._sets
         me.sched.looked_at(self)
         woken = timed_wait(me, "wait", self, lambda: self._flag or self._sets != sets, timeout)

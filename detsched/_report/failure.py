@@ -101,6 +101,9 @@ class Report:
     delays: int | None = None  # the delay bound of a ``dfs`` search
     #: Which orders of conflicting operations the runs saw (``explore(coverage=True)``), else None.
     coverage: Coverage | None = field(default=None, compare=False)
+    #: What the runs touched that detsched did not control (threads running outside control, their
+    #: uses of the run's primitives), each once, with how that weakens what was checked.
+    uncontrolled: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def races(self) -> tuple[Race, ...]:
@@ -112,15 +115,25 @@ class Report:
         return self.runs / self.elapsed if self.elapsed > 0 else 0.0
 
     def __str__(self) -> str:
-        text = self._outcome()
-        return text if self.coverage is None else f"{text}\n{self.coverage.summary()}"
+        lines = [self._outcome()]
+        if self.uncontrolled:
+            lines += [f"not under control ({plural(len(self.uncontrolled), 'finding')}; what was checked holds only for "
+                      "what detsched controlled):"] + [f"  - {text}" for text in self.uncontrolled]
+        if self.coverage is not None:
+            lines.append(self.coverage.summary())
+        return "\n".join(lines)
+
+    @property
+    def caveat(self) -> str:
+        """What a passing line adds when something escaped control: "" if nothing did."""
+        return f"; not under control: {plural(len(self.uncontrolled), 'finding')} (below)" if self.uncontrolled else ""
 
     def _outcome(self) -> str:
         if self.failure is None and self.exhausted:
             # A partial-order reduction runs one schedule per class of equivalent interleavings.
             runs = (f"{plural(self.runs, 'schedule')} cover every interleaving up to the order of independent steps"
                     if self.strategy == "dpor" else plural(self.runs, "schedule"))
-            stopped = f"; {self.stopped}" if self.stopped else ""
+            stopped = (f"; {self.stopped}" if self.stopped else "") + self.caveat
             bounds = [plural(bound, word) for bound, word in ((self.bound, "preemption"), (self.delays, "delay"))
                       if bound is not None]
             if not bounds:
@@ -128,7 +141,7 @@ class Report:
                 return f"verified: {every}{runs} ({self.strategy}, no bound) -- no failure{stopped}"
             return f"verified up to {' and '.join(bounds)}: {runs} ({self.strategy}) -- no failure{stopped}"
         if self.failure is None:
-            stopped = f"; stopped: {self.stopped}" if self.stopped else ""
+            stopped = (f"; stopped: {self.stopped}" if self.stopped else "") + self.caveat
             return f"passed: no failure in {plural(self.runs, 'run')} (strategy={self.strategy}, seed={self.seed}){stopped}"
         f = self.failure
         return (f"FAILED ({f.kind}) after {plural(self.runs, 'run')}: {f.message}\n{f.body}\n\n"

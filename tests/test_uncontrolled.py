@@ -1,0 +1,160 @@
+"""What escaped control: threads running user code outside control while a run is in progress, and
+their uses of the run's primitives, listed in every report (pass or fail) and in the plugin's summary."""
+
+import contextlib
+import threading
+
+import pytest
+
+import detsched
+
+PLUGIN = ("-p", "pytest_detsched.plugin")
+
+shared = threading.Lock()  # made at import: every run swaps it for a twin that the poller also sees
+
+
+def two_workers():
+    box = []
+
+    def work(n):
+        with shared:
+            box.append(n)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+@contextlib.contextmanager
+def background(target, name="poller"):
+    """A real thread running ``target(stop)`` until the block ends; joined before it returns."""
+    stop = threading.Event()
+    thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def idle(stop):
+    while not stop.wait(0.001):  # user code, outside control, touching nothing of the run
+        pass
+
+
+def take_the_lock(stop):
+    while not stop.wait(0.001):
+        with shared:
+            pass
+
+
+def test_a_thread_running_user_code_outside_control_is_named_in_a_verified_report():
+    with background(idle):
+        report = detsched.explore(two_workers, strategy="dfs", runs=500)
+    assert report.exhausted
+    (finding,) = report.uncontrolled
+    assert finding.startswith("thread 'poller' was running before the run started (at test_uncontrolled.py:")
+    assert "in idle); detsched does not schedule it" in finding
+    first, heading, listed = str(report).splitlines()
+    assert first.endswith("-- no failure; not under control: 1 finding (below)")
+    assert heading.startswith("not under control (1 finding; what was checked holds only for what detsched controlled)")
+    assert listed == f"  - {finding}"
+
+
+def test_its_uses_of_the_runs_primitives_are_named_too():
+    with background(take_the_lock):
+        report = detsched.explore(two_workers, runs=50)
+    uses = [text for text in report.uncontrolled if "used" in text]
+    assert len(uses) == 1, report.uncontrolled  # every run's uses, once
+    assert uses[0].startswith("thread 'poller', which detsched does not control, used Lock(test_uncontrolled.shared) (")
+    assert "acquire" in uses[0] and "release" in uses[0]
+
+
+def test_a_failing_report_lists_them_as_well():
+    def lost_update():
+        box = [0]
+
+        def work():
+            seen = box[0]
+            box[0] = seen + 1
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert box[0] == 2
+
+    with background(idle):
+        report = detsched.explore(lost_update, runs=200, races=False)
+    assert report.failure is not None and len(report.uncontrolled) == 1
+    assert "\nnot under control (1 finding;" in str(report)
+
+
+def test_threads_of_test_tools_and_the_standard_library_are_not_findings():
+    real = threading.Event()
+    tool = threading.Thread(target=real.wait, name="stdlib-only")  # no user frame on its stack
+    tool.start()
+    try:
+        report = detsched.explore(two_workers, runs=20)
+    finally:
+        real.set()
+        tool.join(10)
+    assert report.uncontrolled == ()
+    assert "not under control" not in str(report)
+
+
+def test_nothing_outside_control_adds_nothing():
+    report = detsched.explore(two_workers, strategy="dfs", runs=500)
+    assert report.uncontrolled == ()
+    assert str(report).splitlines() == [str(report)]
+
+
+TEST_FILE = '''
+import threading
+import pytest
+
+stop = threading.Event()
+
+def poll():
+    while not stop.wait(0.001):
+        pass
+
+@pytest.fixture(scope="session")
+def poller():
+    thread = threading.Thread(target=poll, name="poller", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+@pytest.mark.detsched(runs=10)
+def test_with_poller(poller):
+    box = []
+    workers = [threading.Thread(target=box.append, args=(n,)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+'''
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # see tests/test_plugin.py
+    return pytester
+
+
+def test_the_plugin_summary_names_a_session_fixtures_thread(pytester):
+    pytester.makepyfile(test_bg=TEST_FILE)
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "test_bg.py::test_with_poller: 10 runs * (strategy pct, seed *); not under control: 2 findings (below)",
+        "  not under control: thread 'poller' was running before the run started (at test_bg.py:7 in poll)*",
+        "  not under control: thread 'poller', which detsched does not control, used Event(test_bg.stop) (wait) during*",
+    ])
