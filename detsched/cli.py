@@ -18,6 +18,7 @@ from detsched import settings
 from detsched._core.clock import real_monotonic
 from detsched._explore.explorer import explore, replay_traced
 from detsched._explore.parallel import explore_in_parallel
+from detsched._report import html
 from detsched._report.coverage import write_json
 from detsched._report.timeline import pace, plural, render_timeline
 from detsched.errors import DetschedUsageError, ReplayDivergedWarning, ScheduleError
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a JSON file written by 'run --save', or the TARGET (with --schedule)")
         command.add_argument("--schedule", metavar="STR", help="the 'ds3:...' string a failure report printed")
         command.add_argument("--max-steps", type=_positive, default=settings.MAX_STEPS, help="as for run")
+        if name == "show":
+            command.add_argument("--html", metavar="FILE",
+                                 help="also write the timeline to FILE as one self-contained HTML page (a column per "
+                                      "thread, preemptions and the failing step marked, arrows for what ordered the "
+                                      "threads)")
     return parser
 
 
@@ -202,10 +208,13 @@ def _run(args) -> int:
     return EXIT_FAILURE
 
 
+_EXAMPLE_NAMES = {"--save": "failure.json", "--coverage-json": "coverage.json", "--html": "timeline.html"}
+
+
 def _check_writable(option: str, path: str) -> None:
     if os.path.isdir(path):
         raise DetschedUsageError(f"{option} {path} is a folder; give a file name, such as "
-                                 f"{os.path.join(path, 'failure.json' if option == '--save' else 'coverage.json')}")
+                                 f"{os.path.join(path, _EXAMPLE_NAMES[option])}")
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         raise DetschedUsageError(f"{option} {path}: the folder {folder!r} does not exist; create it first "
@@ -237,6 +246,9 @@ def _replay_inputs(args) -> tuple[str, str]:
 
 
 def _replay(target: str, schedule: str, args, *, show: bool) -> int:
+    page = getattr(args, "html", None)
+    if page:
+        _check_writable("--html", page)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ReplayDivergedWarning)
         failure, trace = replay_traced(target, schedule, max_steps=args.max_steps)
@@ -249,6 +261,15 @@ def _replay(target: str, schedule: str, args, *, show: bool) -> int:
     if show:
         print(render_timeline(trace))
         print()
+    if page:
+        outcome = ("passed: the schedule ran to completion without a failure" if failure is None
+                   else f"{failure.kind}: {failure.message}")
+        try:
+            html.write_page(page, trace, title=target, outcome=outcome, failure=failure,
+                            replay=failure.replay_command if failure is not None else "")
+        except OSError as exc:
+            raise DetschedUsageError(f"cannot write --html file {page!r}: {exc.strerror}") from None
+        print(f"timeline written to {page}")
     if failure is None:
         if departed is None:
             print("replay passed: the schedule ran to completion without a failure")

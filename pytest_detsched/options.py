@@ -59,6 +59,7 @@ class Options:
     shards: int
     benign: tuple[str, ...] = ()  # ``module:Class.attribute`` patterns of intentional races
     coverage_json: str | None = None  # where to write every explored test's coverage
+    html_dir: str | None = None  # where to write an HTML timeline of each failure
 
 
 def add_options(parser) -> None:
@@ -100,6 +101,8 @@ def add_options(parser) -> None:
                   default=False)
     _add(parser, group, "coverage-json", "FILE",
          "write each explored test's concurrency coverage to FILE as JSON (implies --detsched-coverage)")
+    _add(parser, group, "html", "DIR",
+         "write each failure's interleaving to DIR as a self-contained HTML timeline, linked from the failure")
     _add(parser, group, "save-dir", "DIR",
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
@@ -139,7 +142,7 @@ def read_options(config) -> Options:
                                      "or 'module:GLOBAL' pattern")
         return Options(defaults, replay, bool(explore_all), _setting(config, "save_dir", str, None),
                        _setting(config, "shards", settings.parse_positive, 1), benign,
-                       _setting(config, "coverage_json", str, None))
+                       _setting(config, "coverage_json", str, None), _setting(config, "html", str, None))
     except DetschedUsageError as exc:
         raise pytest.UsageError(f"detsched: {exc}") from None
 

@@ -131,7 +131,7 @@ class DetschedSession:
         plain_runtest = item.runtest
 
         def explore_runtest() -> None:
-            runner = ItemRunner(item, plan, item.stash[_CONTEXT], self.options.save_dir,
+            runner = ItemRunner(item, plan, item.stash[_CONTEXT], self.options.save_dir, html_dir=self.options.html_dir,
                                 function=unittest_case(item), plain_call=plain_runtest)
             try:
                 runner.run()
@@ -217,7 +217,8 @@ class DetschedSession:
         plan = pyfuncitem.stash.get(_PLAN, None)
         if plan is None:
             return None
-        runner = ItemRunner(pyfuncitem, plan, pyfuncitem.stash[_CONTEXT], self.options.save_dir)
+        runner = ItemRunner(pyfuncitem, plan, pyfuncitem.stash[_CONTEXT], self.options.save_dir,
+                            html_dir=self.options.html_dir)
         try:
             runner.run()
         finally:

@@ -20,7 +20,8 @@ import detsched
 import detsched.settings
 from detsched import Failure, Report, explore, replay
 from detsched.errors import DetschedUsageError, ReplayDiverged, ReplayDivergedWarning, ScheduleError
-from detsched.integration import Target, format_failure, is_project_file, schedule_so_far, started_threads
+from detsched.integration import (Target, format_failure, is_project_file, schedule_so_far, started_threads,
+                                  write_html_timeline)
 from detsched.schedule import Schedule, fingerprint
 
 from .options import Settings
@@ -89,10 +90,11 @@ class ItemRunner:
     """Runs one planned item, raising pytest's outcome exceptions; ``stats`` says what it did."""
 
     def __init__(self, item: pytest.Item, plan: Plan, context: RunContext, save_dir: str | None, *,
-                 function=None, plain_call=None):
+                 html_dir: str | None = None, function=None, plain_call=None):
         """``function`` is what a run calls with the test's arguments (the test function, by
-        default); ``plain_call`` the test's own call as pytest makes it, for --detsched-all's probe."""
-        self.item, self.plan, self.context, self.save_dir = item, plan, context, save_dir
+        default); ``plain_call`` the test's own call as pytest makes it, for --detsched-all's probe;
+        failing schedules go to ``save_dir`` and HTML timelines of failures to ``html_dir``, if given."""
+        self.item, self.plan, self.context, self.save_dir, self.html_dir = item, plan, context, save_dir, html_dir
         self.function = function or _test_function(item.obj)
         self.plain_call = plain_call or (lambda: item.obj(**self.fixtures.arguments()))
         self.fixtures = FunctionFixtures(item)
@@ -262,7 +264,7 @@ class ItemRunner:
             cache.set(f"{TESTS_PREFIX}{failure.schedule.target:08x}", self.plan.test_id)
         if self.save_dir:
             os.makedirs(self.save_dir, exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.plan.test_id).strip("_") + ".detsched.json"
+            name = _file_name(self.plan.test_id) + ".detsched.json"
             with open(os.path.join(self.save_dir, name), "w") as handle:
                 handle.write(failure.schedule.to_json(
                     test=self.plan.test_id, kind=failure.kind, message=failure.message, run_index=failure.run_index,
@@ -281,8 +283,23 @@ class ItemRunner:
                 "fixtures of a wider scope are shared by all its runs; a failure that appears only after "
                 "earlier runs, and not on its own replay, is often state an earlier run left there (a list "
                 "appended to, a file written). Keep such state in the test or in a function-scoped fixture.")
-        lines += ["", *replay_lines(self.item, self.plan.test_id, failure.schedule.dumps())]
+        replay = replay_lines(self.item, self.plan.test_id, failure.schedule.dumps())
+        if self.html_dir and failure.trace:
+            lines.append(f"HTML timeline: {self._write_html(failure, replay[0].removeprefix('Replay with: '))}")
+        lines += ["", *replay]
         pytest.fail("\n".join(lines), pytrace=False)
+
+    def _write_html(self, failure: Failure, replay: str) -> str:
+        os.makedirs(self.html_dir, exist_ok=True)
+        path = os.path.join(self.html_dir, _file_name(self.plan.test_id) + ".html")
+        write_html_timeline(path, failure.trace, title=self.plan.test_id, outcome=f"{failure.kind}: {failure.message}",
+                            failure=failure, replay=replay)
+        return path
+
+
+def _file_name(test_id: str) -> str:
+    """A file name for a test's outputs: its node id with what a file system may refuse replaced."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id).strip("_")
 
 
 def _failing_key(item: pytest.Item) -> str:

@@ -20,7 +20,7 @@ EXPECTED_ALL = {
     "detsched.strategies": {"BUILTIN", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
     "detsched.integration": {"Coverage", "Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural",
-                             "schedule_so_far", "started_threads", "write_coverage_json"},
+                             "schedule_so_far", "started_threads", "write_coverage_json", "write_html_timeline"},
 }
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "pytest_detsched"
 

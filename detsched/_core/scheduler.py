@@ -401,7 +401,7 @@ class Scheduler:
             if self.tracing:  # end the timeline with the operations that never completed
                 for t in info.blocked:
                     self.execution.row(TraceStep(self.execution.steps, t.tid, t.name, t.op.describe(), t.op.where,
-                                                 "blocked"))
+                                                 "blocked", obj=describe(t.op.resource)))
             self._end()
         if raise_:
             raise RunAborted
