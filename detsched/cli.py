@@ -186,7 +186,7 @@ def _run(args) -> int:
     progress.clear()
     print(f"explored {pace(report.runs, report.elapsed)}, strategy={report.strategy}, seed={report.seed}",
           file=sys.stderr)
-    print(report)
+    print(_coloured(str(report), "red" if report.failure is not None else "green"))
     if args.coverage_json:
         try:
             write_json(args.coverage_json, {args.target: report.coverage})
@@ -279,13 +279,35 @@ def _replay(target: str, schedule: str, args, *, show: bool) -> int:
                   f"changed), so this does not show the bug is fixed; explore again with: detsched run "
                   f"{shlex.quote(target)}")
         return EXIT_OK
-    print(f"{'failed' if departed else 'reproduced'} ({failure.kind}): {failure.message}")
+    print(_coloured(f"{'failed' if departed else 'reproduced'} ({failure.kind}): {failure.message}", "red"))
     print(f"  in {failure.thread}\n\n{failure.details.rstrip()}" if show else failure.body)
     if departed is not None:  # the failure's schedule is the path this run took, not the one given
         if show:
             print("\n".join(["", *(f"note: {note}" for note in failure.notes)]))
         print(f"\nreplay: {failure.replay_command}")
     return EXIT_FAILURE
+
+
+_COLOURS = {"red": "31", "green": "32"}
+
+
+def _colour_enabled(stream=None) -> bool:
+    """Colour only on a terminal, never with ``NO_COLOR`` set (https://no-color.org) or on a dumb
+    terminal; ``FORCE_COLOR`` turns it on anywhere."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    stream = stream or sys.stdout
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _coloured(text: str, colour: str) -> str:
+    """``text`` with its first line in ``colour`` (bold), if colour is on."""
+    if not _colour_enabled():
+        return text
+    first, newline, rest = text.partition("\n")
+    return f"\033[1;{_COLOURS[colour]}m{first}\033[0m{newline}{rest}"
 
 
 class _Progress:

@@ -360,3 +360,32 @@ def test_ctrl_c_says_what_was_covered_and_exits_130(tmp_path):
     assert process.returncode == 130, err
     assert re.search(r"interrupted after [\d,]+ runs?: no failure in those \(strategy=random, seed=0\); not verified",
                      err), err
+
+
+# ----------------------------------------------------------------- terminal conventions
+
+def test_colour_only_when_asked_for_or_on_a_terminal(target, capsys, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    assert main(["run", f"{target}::main"]) == 1
+    assert "\033[" not in capsys.readouterr().out  # captured: not a terminal
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert main(["run", f"{target}::main"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("\033[1;31mFAILED (") and out.count("\033[0m") == 1  # the outcome line only
+    monkeypatch.setenv("NO_COLOR", "1")  # wins over FORCE_COLOR
+    assert main(["run", f"{target}::main"]) == 1
+    assert "\033[" not in capsys.readouterr().out
+
+
+def test_the_timeline_fits_the_terminal(monkeypatch):
+    from detsched._core.ops import TraceStep
+    from detsched._report import timeline
+
+    trace = tuple(TraceStep(i + 1, tid, f"worker-{tid}", "acquire Lock(a.py:1)", "a.py:2") for i, tid in enumerate((0, 1, 2)))
+    assert "worker-2" in timeline.render_timeline(trace).splitlines()[0]  # one column per thread, 160 wide
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("COLUMNS", "100")
+    header, rule, *rows = timeline.render_timeline(trace).splitlines()
+    assert header.split() == ["step", "thread", "operation"]  # three columns of 38 do not fit in 100
+    assert rows[2].split()[:3] == ["3", "T2", "worker-2"]

@@ -3,6 +3,9 @@ thread when there are too many), and the wording of counts and rates in summary 
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 from detsched._core.ops import TraceStep
 
 #: Rows of the interleaving shown inside a failure report; ``detsched show`` prints every step.
@@ -12,6 +15,18 @@ COLUMN_WIDTH = 38
 #: Widest a timeline with one column per thread may be (the step numbers and every column but the
 #: last); with more threads than fit, each row names its thread instead (``narrow`` layout).
 MAX_TABLE_WIDTH = 160
+#: Narrowest terminal a timeline is fitted to.
+MIN_TERMINAL_WIDTH = 80
+
+
+def table_width() -> int:
+    """How wide a timeline may be: the terminal's width when the output is one (``COLUMNS`` wins,
+    as for every tool that asks ``shutil``), else ``MAX_TABLE_WIDTH``, the same on every machine."""
+    if not sys.stdout.isatty():
+        return MAX_TABLE_WIDTH
+    return max(MIN_TERMINAL_WIDTH, shutil.get_terminal_size((MAX_TABLE_WIDTH, 24)).columns)
+
+
 #: Width of the thread column of the narrow layout (longer thread names are cut).
 THREAD_WIDTH = 28
 
@@ -38,7 +53,7 @@ def _seconds(seconds: float) -> str:
 
 def render_timeline(trace, limit: int | None = None, *, compact: bool = False) -> str:
     """One column per thread; each row is a step with its operation and ``file:line``. With more
-    threads than fit in ``MAX_TABLE_WIDTH``, one row per step naming its thread instead.
+    threads than fit in ``table_width()``, one row per step naming its thread instead.
 
     ``compact`` folds what a reader takes in at a glance into one row: a function entry into the
     operation that follows it in the same thread (``Bank.balance(): acquire...``), and an acquire
@@ -49,7 +64,7 @@ def render_timeline(trace, limit: int | None = None, *, compact: bool = False) -
         return "  (no steps recorded)"
     tids = sorted({s.tid for s in trace})
     names = {s.tid: f"T{s.tid} {s.thread}" for s in trace}
-    narrow = 8 + COLUMN_WIDTH * len(tids) > MAX_TABLE_WIDTH
+    narrow = 8 + COLUMN_WIDTH * len(tids) > table_width()
     if narrow:
         width = min(max(map(len, names.values())), THREAD_WIDTH)
         header = "  step  " + "thread".ljust(width + 2) + "operation"
