@@ -493,4 +493,5 @@ def test_a_try_lock_back_off_in_lockstep_is_reachable(strategy):
 @pytest.mark.parametrize("strategy", ["dfs", "dpor"])
 def test_a_pool_worker_pinned_by_a_missed_pulse_is_reported(strategy):
     failure = detsched.explore(missed_pulse_in_a_pool, strategy=strategy, runs=3000).failure
-    assert failure is not None and failure.kind == "lost-wakeup" and "ThreadPoolExecutor" in failure.thread
+    assert failure is not None and failure.kind == "leak" and "ThreadPoolExecutor" in failure.thread
+    assert failure.causes == ("lost-wakeup",) and ", caused by a lost wakeup: " in failure.message

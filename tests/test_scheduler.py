@@ -3,6 +3,7 @@
 import concurrent.futures
 import queue
 import random
+import re
 import sys
 import threading
 import time
@@ -382,7 +383,7 @@ def test_nested_exploration_is_a_usage_error():
         detsched.explore(main, runs=1)
 
 
-def test_all_asleep_on_one_condition_is_a_deadlock_not_a_lost_wakeup():
+def test_a_notify_that_wakes_the_wrong_kind_of_waiter_is_a_lost_wakeup():
     """Producers and consumers share one Condition and notify() wakes the wrong kind of waiter."""
     def main():
         cond, items = threading.Condition(), []
@@ -410,6 +411,36 @@ def test_all_asleep_on_one_condition_is_a_deadlock_not_a_lost_wakeup():
             t.join()
 
     failure = detsched.explore(main, runs=500).failure
+    assert failure is not None and failure.kind == "lost-wakeup", failure
+    assert re.fullmatch(r"T\d waits on Condition\(test_scheduler.py:\d+\) forever; the notify\(\) T\d '[^']+' sent at "
+                        r"step \d+ woke T\d '[^']+' instead, which went back to waiting \(.*notify_all\(\).*\)",
+                        failure.message), failure.message
+
+
+def test_all_asleep_on_one_condition_with_notify_all_is_no_lost_wakeup():
+    """Every wakeup reached every waiter, and all of them went back to sleep: nobody was passed
+    over and nothing was sent too early, so it is a plain deadlock."""
+    def main():
+        cond, items, waiting = threading.Condition(), [], [0]
+
+        def consume():
+            with cond:
+                waiting[0] += 1
+                cond.notify_all()  # tell the main thread
+                while not items:
+                    cond.wait()
+
+        ts = [threading.Thread(target=consume) for _ in range(2)]
+        for t in ts:
+            t.start()
+        with cond:
+            while waiting[0] < 2:
+                cond.wait()
+            cond.notify_all()  # wakes both; neither finds an item and both wait again
+        for t in ts:
+            t.join()
+
+    failure = detsched.explore(main, runs=200).failure
     assert failure is not None and failure.kind == "deadlock", failure
     assert "nothing can wake them" in failure.message
 

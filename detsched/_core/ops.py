@@ -109,6 +109,8 @@ class FailureInfo:
     step: int = 0
     #: Threads that can never go on (a deadlock's cycle, a leak): the timeline ends with what they wait in.
     blocked: tuple[LogicalThread, ...] = ()
+    #: Kinds of failure that explain this one: a leak whose thread lost its wakeup has ("lost-wakeup",).
+    causes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,3 +143,6 @@ class MissedSignal:
     cleared_by: str = ""  # who cleared an Event before the waiter saw it ("" for a notify)
     cleared_at: int = 0
     nobody: str = "thread"  # what was not waiting when it was sent: "thread" or "task"
+    #: The waiter a ``notify()`` woke instead of ``waiter`` -- and that went back to waiting -- when
+    #: the lost signal is a wakeup that reached the wrong thread ("" otherwise).
+    woke: str = ""

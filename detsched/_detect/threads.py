@@ -36,7 +36,7 @@ def stuck(blocked: list[LogicalThread], *, main_done: bool) -> FailureInfo:
     """Nothing can run and no thread waits on time: a lost wakeup if a blocked thread waits for a
     signal sent before it waited, else a leak (the target returned) or a deadlock."""
     lost = lost_wakeup(blocked)
-    if lost is not None:
+    if lost is not None and not main_done:
         info = _waiting("lost-wakeup", blocked)
         info.message = lost
         return info
@@ -45,6 +45,9 @@ def stuck(blocked: list[LogicalThread], *, main_done: bool) -> FailureInfo:
     info = _waiting("leak", blocked)
     info.message = "; ".join(f"{t.label} is still blocked ({t.op.describe()}) after the test returned and can "
                              "never finish" for t in blocked if not (t.daemon or t.idle))
+    if lost is not None:  # the effect is the leak, its cause the wakeup that never came
+        info.message += f", caused by a lost wakeup: {lost}"
+        info.causes = ("lost-wakeup",)
     return info
 
 
@@ -62,6 +65,11 @@ def lost_wakeup(blocked: Iterable[LogicalThread]) -> str | None:
 def missed_signal_message(missed: MissedSignal) -> str:
     """The one sentence that explains a lost wakeup, for threads and asyncio tasks alike."""
     waiter = missed.waiter
+    if missed.woke:
+        return (f"{waiter} waits on {missed.primitive} forever; the notify() {missed.by} sent at step {missed.at} "
+                f"woke {missed.woke} instead, which went back to waiting (a notify() wakes one waiter, and a "
+                "condition shared by two predicates can wake the wrong one: notify_all(), or one condition per "
+                "predicate)")
     if missed.cleared_by:
         return (f"{waiter} waits for {missed.primitive} forever; {missed.by} set it at step {missed.at} but "
                 f"{missed.cleared_by} cleared it at step {missed.cleared_at}, before {waiter} saw it")

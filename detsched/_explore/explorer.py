@@ -327,7 +327,7 @@ def schedule_of(origin: Schedule, result: ExecutionResult) -> Schedule:
 
 
 def _same_failure(a: FailureInfo, b: FailureInfo) -> bool:
-    return a.kind == b.kind and type(a.exception) is type(b.exception)
+    return a.kind == b.kind and a.causes == b.causes and type(a.exception) is type(b.exception)
 
 
 def _explain(target: Target, schedule: Schedule, positions, found: FailureInfo, limits: Limits) -> Failure:
@@ -357,7 +357,7 @@ def _failure(info: FailureInfo, schedule: Schedule, target: Target, run: Executi
     """The public failure: ``info`` with the trace and races of ``run`` (the traced replay), if any."""
     trace, races = (tuple(run.trace), run.races) if run is not None else ((), ())
     return Failure(info.kind, info.message, schedule, schedule.run_index, info.thread, info.details,
-                   target.spec, trace, info.exception, notes, races)
+                   target.spec, trace, info.exception, notes, races, info.causes)
 
 
 def load_schedule(schedule) -> Schedule:

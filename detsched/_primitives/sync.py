@@ -316,6 +316,9 @@ class Condition:
         self._lock = lock
         self._waiters: list[_Waiter] = []
         self._unheard: tuple[int, LogicalThread] | None = None  # (step, notifier) of the last notify nobody heard
+        # (step, notifier, woken, waiters left sleeping) of the latest notify that woke some of the
+        # waiters but not all; None once one wakes every waiter.
+        self._passed_over: tuple[int, LogicalThread, LogicalThread, tuple[LogicalThread, ...]] | None = None
         self.label = label or make_label("Condition")
         self.acquire, self.release = lock.acquire, lock.release
 
@@ -398,6 +401,8 @@ class Condition:
             # Only the latest notify counts: if a later one woke somebody, a hang is not the
             # early notify's fault.
             self._unheard = None if self._waiters else (me.sched.steps, me)
+            self._passed_over = ((me.sched.steps, me, self._waiters[0].thread, tuple(w.thread for w in self._waiters[n:]))
+                                 if 0 < n < len(self._waiters) else None)
         self._wake(n)
         if me is None:
             changed_outside(self, "notify")
@@ -418,15 +423,24 @@ class Condition:
 
     def missed_signal(self, t: LogicalThread) -> MissedSignal | None:
         """The notify ``t`` missed: the last one, sent before ``t`` started waiting, when nobody
-        waited. A notifier now waiting on the same condition (itself included) did not send a
-        wakeup meant for ``t``: everyone fell asleep, a plain deadlock."""
+        waited (a notifier now waiting on the same condition, itself included, did not send a
+        wakeup meant for ``t``: everyone fell asleep, a plain deadlock); or the latest notify that
+        woke another waiter while ``t`` slept on, when that waiter is waiting again."""
         waiting = next((w for w in self._waiters if w.thread is t), None)
-        if waiting is None or self._unheard is None or self._unheard[0] > waiting.since:
+        if waiting is None:
             return None
-        step, by = self._unheard
-        if any(w.thread is by for w in self._waiters):
-            return None
-        return MissedSignal(f"T{t.tid}", self.label, by.label, step)
+        if self._unheard is not None and self._unheard[0] <= waiting.since:
+            step, by = self._unheard
+            if not any(w.thread is by for w in self._waiters):
+                return MissedSignal(f"T{t.tid}", self.label, by.label, step)
+        if self._passed_over is not None:
+            # A notify woke another waiter while ``t`` slept on, and that one is waiting again: the
+            # wakeup reached the wrong thread (two predicates on one condition).
+            step, by, woken, left = self._passed_over
+            again = next((w for w in self._waiters if w.thread is woken), None)
+            if t in left and waiting.since <= step and again is not None and again.since > step:
+                return MissedSignal(f"T{t.tid}", self.label, by.label, step, woke=woken.label)
+        return None
 
     def _at_fork_reinit(self) -> None:
         """As the stdlib's (threading's fork hook resets the Events of threads it knows)."""

@@ -33,6 +33,9 @@ class Failure:
     #: Every distinct data race of the failing run (``Race``: location, earlier and later access),
     #: first first; the first is the failure when ``kind`` is "data-race".
     races: tuple[Race, ...] = field(default=(), repr=False)
+    #: Kinds of failure that explain this one (``KINDS``), the nearest first: a leak whose thread
+    #: lost its wakeup is ``kind="leak"``, ``causes=("lost-wakeup",)``.
+    causes: tuple[str, ...] = ()
 
     @property
     def replay_command(self) -> str:
