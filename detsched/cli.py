@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how to pick who runs next: pct (priority change points; good at rare orders), "
                           "random (uniform at each step), dfs (every schedule, depth first, until none is "
                           "left: 'verified'), dpor (dfs with partial-order reduction: one schedule per class "
-                          "of equivalent interleavings), or one a plugin adds. Default: pct")
+                          "of equivalent interleavings), cover (steers runs towards orders of conflicting "
+                          "operations not seen yet), or one a plugin adds. Default: pct")
     run.add_argument("--runs", type=_runs, default=settings.RUNS, help=f"how many runs to try (default {settings.RUNS})")
     run.add_argument("--seed", type=_integer, default=settings.SEED,
                      help="the same seed explores the same runs on any machine (default 0; "

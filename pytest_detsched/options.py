@@ -67,7 +67,8 @@ def add_options(parser) -> None:
     _add(parser, group, "runs", "N", f"runs per explored test (default {DEFAULT_RUNS}; a marker's runs= wins)")
     _add(parser, group, "strategy", "NAME",
          "how to pick who runs next: pct, random, dfs (every schedule), dpor (one per class of equivalent "
-         f"interleavings), or a plugin's strategy (default {DEFAULT_STRATEGY})")
+         "interleavings), cover (towards orders of conflicting operations not seen yet), or a plugin's "
+         f"strategy (default {DEFAULT_STRATEGY})")
     _add(parser, group, "seed", "S",
          "seed of every exploration (default: a CRC-32 of each test's node id, the same on every machine "
          "and under pytest-xdist)")
@@ -107,7 +108,8 @@ def add_options(parser) -> None:
          "also write each failing schedule to DIR as a JSON file, with the pytest command that replays it")
     _add(parser, group, "shards", "N",
          "split each marked test's runs (a dfs search: its tree) into N test items (for pytest-xdist: -n auto); "
-         "together they explore exactly the runs one item would; a dpor search runs whole in the first (default 1)")
+         "together they explore exactly the runs one item would; a dpor or cover exploration runs whole in the first "
+         "(default 1)")
 
 
 def _add(parser, group, name: str, metavar: str, help: str) -> None:

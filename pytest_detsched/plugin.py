@@ -170,7 +170,7 @@ class DetschedSession:
         count = self.options.shards
         if shard is not None and settings.strategy == "dfs":  # shards split its tree
             part = (shard, count)
-        elif shard is not None and settings.strategy == "dpor":  # not split: the first shard runs it whole
+        elif shard is not None and settings.strategy in RUN_WHOLE:  # not split: the first shard runs it whole
             runs = settings.runs if shard == 0 else 0
         elif shard is not None:  # shards split the runs
             first_run, end = settings.runs * shard // count, settings.runs * (shard + 1) // count
@@ -246,6 +246,10 @@ class DetschedSession:
                                             red=True)
             else:
                 terminalreporter.write_line(f"detsched: concurrency coverage written to {path}")
+
+
+#: Strategies whose runs depend on the runs before them: a test's first shard runs them all.
+RUN_WHOLE = ("dpor", "cover")
 
 
 def _why_async_not_probed(item) -> str | None:

@@ -263,7 +263,7 @@ def test_python_dash_m_and_help():
 
 def test_unknown_strategy_lists_the_known_ones(target, capsys):
     assert main(["run", f"{target}::main", "--strategy", "bfs"]) == 2
-    assert "unknown strategy 'bfs'; choose one of: dfs, dpor, pct, random" in capsys.readouterr().err
+    assert "unknown strategy 'bfs'; choose one of: cover, dfs, dpor, pct, random" in capsys.readouterr().err
 
 
 def test_schedule_file_of_a_pytest_test_points_to_the_pytest_command(tmp_path, capsys):
@@ -316,7 +316,7 @@ def test_jobs_spend_the_runs_together_when_a_dfs_tree_is_larger(target, capsys):
 
 def test_jobs_do_not_split_a_dpor_search(target, capsys):
     assert main(["run", f"{target}::main", "--strategy", "dpor", "--jobs", "2"]) == 2
-    assert "a dpor search walks one tree in order: run it without --jobs" in capsys.readouterr().err
+    assert "the runs of a dpor exploration depend on the runs before them: run it without --jobs" in capsys.readouterr().err
 
 
 def test_jobs_refuse_a_bound_the_strategy_does_not_take(target, capsys):

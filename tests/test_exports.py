@@ -17,7 +17,7 @@ EXPECTED_ALL = {
     "detsched": {"Access", "DetschedError", "DetschedInternalError", "DetschedUsageError", "Failure", "ReplayDiverged",
                  "ReplayDivergedWarning", "Race", "Report", "Schedule", "ScheduleError", "benign", "explore", "replay",
                  "reproduce", "unchecked", "yield_point"},
-    "detsched.strategies": {"BUILTIN", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
+    "detsched.strategies": {"BUILTIN", "CoverageGuided", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
     "detsched.integration": {"Coverage", "Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural",
                              "schedule_so_far", "started_threads", "write_coverage_json", "write_html_timeline"},

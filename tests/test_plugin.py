@@ -220,7 +220,7 @@ def test_unknown_strategy_option_is_a_usage_error(pytester):
     result = run(pytester, "--detsched-strategy=fastest")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: detsched: test_counter.py::test_counter: unknown strategy 'fastest'; "
-                                 "choose one of: dfs, dpor, pct, random"])
+                                 "choose one of: cover, dfs, dpor, pct, random"])
 
 
 def test_negative_runs_option_is_a_usage_error(pytester):

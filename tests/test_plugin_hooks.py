@@ -54,7 +54,7 @@ def test_a_plugins_strategy_is_explored_by_name(registered):
 
 def test_unknown_strategy_lists_the_plugins_strategies_too(registered):
     registered(StrategyPlugin())
-    with pytest.raises(detsched.DetschedUsageError, match="choose one of: dfs, dpor, first-runnable, pct, random"):
+    with pytest.raises(detsched.DetschedUsageError, match="choose one of: cover, dfs, dpor, first-runnable, pct, random"):
         detsched.explore(two_threads, strategy="nope")
 
 

@@ -27,6 +27,7 @@ class Decision(NamedTuple):
     default: int  # what the default policy picks: a schedule stores only values that differ
     value: int  # what the strategy picked
     check: int  # low 16 bits of the path checksum before it (replay compares them)
+    step: int = 0  # steps before it: the step it chooses for is ``step + 1``
 
 
 class Execution:
@@ -53,7 +54,7 @@ class Execution:
         return expected is None or expected == self.path & 0xFFFF
 
     def decided(self, position: tuple[int, int], options: tuple[int, ...], default: int, value: int) -> None:
-        self.decisions.append(Decision(position, options, default, value, self.path & 0xFFFF))
+        self.decisions.append(Decision(position, options, default, value, self.path & 0xFFFF, self.steps))
 
     def stepped(self, tid: int, kind: str) -> None:
         """Thread ``tid`` goes on with an operation of ``kind``: one step, folded into the path."""

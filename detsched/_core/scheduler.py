@@ -49,8 +49,11 @@ class Scheduler:
         self.report_leaks = report_leaks  # False: threads still blocked after the target returned end the run quietly
         self.let_go = let_go  # threads blocked when the target has returned go on outside control
         self.limits = limits
-        self.tracing = tracing
         self.execution = Execution(verify=verify)
+        # A strategy that steers by what runs did (``cover``) reads each run's trace when it ends.
+        self.tracing = tracing or getattr(strategy, "needs_trace", False)
+        if getattr(strategy, "needs_trace", False):
+            strategy.watch_execution(self.execution)
         self.clock = VirtualClock()
         #: The controlled world of this run (``detsched._instrument.world.World``): the per-run state
         #: of the primitives and the event loop. Set by the world when it is installed.

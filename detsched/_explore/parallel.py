@@ -52,7 +52,7 @@ def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **o
     if strategy not in SPLITTABLE:
         raise DetschedUsageError(
             f"--jobs splits the runs of {' and '.join(SPLITTABLE)} and the search tree of {' and '.join(TREE_SPLIT)}; "
-            f"a {strategy} search walks one tree in order: run it without --jobs")
+            f"the runs of a {strategy} exploration depend on the runs before them: run it without --jobs")
     started = real_monotonic()
     size = max(1, -(-runs // (jobs * SLICES_PER_JOB)))
     slices = [(start, min(size, runs - start)) for start in range(0, runs, size)]

@@ -22,19 +22,16 @@ Everything is computed from the traces of the runs (``ExecutionResult.trace``); 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Sequence
 
-from detsched._core.footprints import QUERIES
+from detsched._core import orders
 from detsched._core.ops import TraceStep
 from detsched._report.timeline import plural
 
 #: Pairs seen in one order only that a summary line names (the JSON file has them all).
 NAMED_IN_SUMMARY = 3
-_NUMBERED = re.compile(r"#\d+$")
 
 
 @dataclass(frozen=True, order=True)
@@ -139,34 +136,12 @@ class CoverageCounter:
         self._orders: dict[tuple[str, str, str], list[bool]] = {}
         self._interleavings: set[str] = set()
 
-    def add(self, trace: Iterable[TraceStep]) -> None:
+    def add(self, trace: Sequence[TraceStep]) -> None:
         """Count one run from its trace."""
         self.runs += 1
-        # object -> (thread, site, changed it, the thread's clock there) of its latest entry
-        last: dict[str, tuple[int, str, bool, int]] = {}
-        # object (each one, not merged by site) -> (thread, its n-th operation) in order
-        history: dict[str, list[tuple[int, int]]] = {}
-        order = _ThreadOrder()
-        operations: dict[int, int] = {}  # thread -> its operations on primitives so far
-        for step in trace:
-            if step.note == "blocked":
-                continue  # never happened: the run ended with it waiting
-            n = order.step(step)
-            if not step.obj or step.obj.startswith("thread "):
-                continue
-            operations[step.tid] = operations.get(step.tid, 0) + 1
-            history.setdefault(step.obj, []).append((step.tid, operations[step.tid]))
-            obj = _NUMBERED.sub("", step.obj)
-            changes = step.op.split(" ", 1)[0] not in QUERIES
-            previous = last.get(obj)
-            if previous is not None and previous[0] == step.tid:
-                if changes and not previous[2]:  # the same thread's entry now changes the object too
-                    last[obj] = (previous[0], previous[1], True, previous[3])
-                continue
-            if previous is not None and (changes or previous[2]) and not order.after(step.tid, previous[0], previous[3]):
-                self._saw(obj, previous[1], step.where)
-            last[obj] = (step.tid, step.where, changes, n)
-        self._interleavings.add(_digest(history))
+        for conflict in orders.conflicts(trace):
+            self._saw(conflict.obj, trace[conflict.earlier].where, trace[conflict.later].where)
+        self._interleavings.add(orders.happens_before_name(trace))
 
     def _saw(self, obj: str, before: str, after: str) -> None:
         if _site_order(before) <= _site_order(after):
@@ -183,58 +158,7 @@ def _pairs(flags: dict[tuple[str, str, str], list[bool]]) -> tuple[Pair, ...]:
     return tuple(Pair(obj, first, second, *flags[obj, first, second]) for obj, first, second in keys)
 
 
-def _site_order(site: str) -> tuple[str, int]:
-    """``file:line`` sites in file order, then line order (``f.py:9`` before ``f.py:10``)."""
-    path, _, line = site.rpartition(":")
-    return (path, int(line)) if line.isdigit() else (site, -1)
-
-
-class _ThreadOrder:
-    """Vector clocks over a trace with only the orders threads themselves impose: a thread's first
-    step comes after the step that started it, and a join after the joined thread's last step. A
-    pair so ordered cannot come the other way round in any run, so it is no pair to cover."""
-
-    def __init__(self):
-        self.clocks: dict[int, dict[int, int]] = {}
-        self.names: dict[str, list[int]] = {}  # thread name -> threads of that name, in start order
-        self.starts: dict[str, list[dict[int, int]]] = {}  # name -> starter's clocks of threads not yet begun
-
-    def step(self, step: TraceStep) -> int:
-        """Advance ``step``'s thread by one step; return its own count there."""
-        clock = self.clocks.get(step.tid)
-        if clock is None:
-            clock = self.clocks[step.tid] = {}
-            self.names.setdefault(step.thread, []).append(step.tid)
-            starters = self.starts.get(step.thread)
-            if starters:
-                _join(clock, starters.pop(0))
-        kind, _, what = step.op.partition(" ")
-        if what.startswith("thread "):
-            name = what[len("thread '"):-1]
-            if kind == "start":
-                self.starts.setdefault(name, []).append(dict(clock))
-            elif kind == "join":
-                for tid in self.names.get(name, ()):  # same-named threads: every one (order more, never less)
-                    _join(clock, self.clocks[tid])
-        clock[step.tid] = clock.get(step.tid, 0) + 1
-        return clock[step.tid]
-
-    def after(self, tid: int, earlier: int, count: int) -> bool:
-        """Whether ``tid``, now, comes after step ``count`` of thread ``earlier`` by these orders."""
-        return self.clocks[tid].get(earlier, 0) >= count
-
-
-def _join(clock: dict[int, int], other: dict[int, int]) -> None:
-    for tid, count in other.items():
-        if clock.get(tid, 0) < count:
-            clock[tid] = count
-
-
-def _digest(history: dict[str, list[tuple[int, int]]]) -> str:
-    """A name for a run's happens-before order: for each object, in label order, which thread's
-    which operation touched it in turn. Runs with the same order on every object are equivalent."""
-    text = ";".join(f"{obj}={history[obj]}" for obj in sorted(history))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+_site_order = orders.site_order
 
 
 def write_json(path: str, coverages: dict[str, Coverage]) -> None:

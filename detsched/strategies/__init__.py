@@ -1,6 +1,7 @@
 """Strategies: who runs next. Each one is small, lives in its own file and is reached only through
 the ``Strategy`` protocol, so the scheduler never depends on a concrete strategy."""
 
+from detsched.strategies.cover import CoverageGuided as CoverageGuided
 from detsched.strategies.dfs import DepthFirst as DepthFirst
 from detsched.strategies.dpor import PartialOrder as PartialOrder
 from detsched.strategies.pct import PCT as PCT
@@ -13,4 +14,4 @@ from detsched.strategies.registry import (
 )
 from detsched.strategies.replay import PositionReplay as PositionReplay, Replay as Replay
 
-__all__ = ["BUILTIN", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy", "strategy_factories"]
+__all__ = ["BUILTIN", "CoverageGuided", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy", "strategy_factories"]

@@ -6,6 +6,7 @@ from typing import Callable
 
 from detsched import plugins
 from detsched.errors import DetschedUsageError
+from detsched.strategies.cover import CoverageGuided
 from detsched.strategies.dfs import DepthFirst
 from detsched.strategies.dpor import PartialOrder
 from detsched.strategies.pct import PCT
@@ -15,7 +16,7 @@ from detsched.strategies.random_walk import RandomWalk
 #: Strategies detsched ships, selectable by name from the CLI, the pytest plugin and
 #: ``explore(strategy=...)``.
 BUILTIN: dict[str, Callable[..., Strategy]] = {"random": RandomWalk, "pct": PCT, "dfs": DepthFirst,
-                                                  "dpor": PartialOrder}
+                                                  "dpor": PartialOrder, "cover": CoverageGuided}
 
 
 def strategy_factories() -> dict[str, Callable[..., Strategy]]:
