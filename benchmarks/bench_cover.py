@@ -7,7 +7,10 @@ Two measures, on the bundled examples and on the small bug programs of ``cover_b
 - **orders covered** in R runs of each fixed twin: orders of conflicting operations seen over those
   there are (``detsched._report.coverage``), and pairs seen in one order only.
 
-    python benchmarks/bench_cover.py [--seeds S] [--budget N] [--runs R]
+    python benchmarks/bench_cover.py [--seeds S] [--budget N] [--runs R] [--plot FILE.png]
+
+``--plot`` also draws the runs to the first failure as a bar chart (needs matplotlib; the docs'
+``docs/images/cover.png`` is made this way).
 """
 
 from __future__ import annotations
@@ -54,14 +57,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--plot", metavar="FILE.png", help="draw the runs to the first failure (needs matplotlib)")
     args = parser.parse_args()
+    if args.plot:
+        import matplotlib  # before any run: a missing matplotlib fails at once, not after the minutes
+
+        matplotlib.use("Agg")
     os.chdir(ROOT)
     started = time.perf_counter()
 
     print(f"runs to the first failure (median over {args.seeds} seeds; found/seeds within {args.budget} runs)")
     print(f"  {'target':44}" + "".join(f"{name:>16}" for name in STRATEGIES))
     totals = {name: [] for name in STRATEGIES}
+    names = []
     for target in examples("main") + bug_programs():
+        names.append(target.rsplit(os.sep, 1)[-1].replace(".py::main", "").replace(".py::", ":"))
         cells = []
         for name in STRATEGIES:
             median, found = runs_to_failure(target, name, args.seeds, args.budget)
@@ -84,7 +94,26 @@ def main() -> None:
             cells.append(f"{coverage.covered}/{coverage.ordered} ({len(coverage.one_order)})")
         print(f"  {os.path.relpath(target.split('::')[0], ROOT)[:40] + '::fixed':44}" + "".join(f"{c:>16}" for c in cells))
     print("  in all: " + ", ".join(f"{name} {seen}/{total}" for name, (seen, total) in covered.items()))
+    if args.plot:
+        plot(args.plot, names, totals, args)
     print(f"\n({time.perf_counter() - started:.0f} s)")
+
+
+def plot(path: str, names: list[str], totals: dict[str, list], args) -> None:
+    """Bars of the median runs to the first failure per program and strategy, on a log scale."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(10, 4.2))
+    width = 0.8 / len(STRATEGIES)
+    for n, name in enumerate(STRATEGIES):
+        axes.bar([i + n * width for i in range(len(names))], totals[name], width, label=name)
+    axes.set_yscale("log")
+    axes.set_ylabel(f"median runs to the first failure\n({args.seeds} seeds; a miss = {args.budget})")
+    axes.set_xticks([i + width for i in range(len(names))], names, rotation=40, ha="right", fontsize=8)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"plot written to {path}")
 
 
 if __name__ == "__main__":
