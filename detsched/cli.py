@@ -48,6 +48,7 @@ examples:
   detsched replay examples/bank.py::main --schedule 'ds3:...'
   detsched replay failure.json
   detsched show examples/bank.py::main --schedule 'ds3:...'
+  detsched lincheck examples/lincheck/counter.py::TestCounter
 """
 
 
@@ -125,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--coverage-json", metavar="FILE",
                      help="write that coverage to FILE as JSON (implies --coverage)")
 
+    lin = commands.add_parser("lincheck", help="check that a class's concurrent use is linearizable",
+                              description="Check a @lincheck.check class: draw scenarios of its operations, run "
+                                          "each in many interleavings and compare every history with its "
+                                          "sequential model (see docs/lincheck.md).")
+    lin.add_argument("target", metavar="TARGET", help="'file.py::TestClass' or 'package.module:TestClass'")
+    lin.add_argument("--scenarios", type=_positive, default=None, metavar="N", help="scenarios to draw")
+    lin.add_argument("--runs", type=_runs, default=None, metavar="N", help="interleavings per scenario")
+    lin.add_argument("--strategy", default=None, help="as for run (default: the class's, pct)")
+    lin.add_argument("--scenario", metavar="JSON", help="with --schedule: replay this scenario of a failure")
+    lin.add_argument("--schedule", metavar="STR", help="with --scenario: the 'ds3:...' string of the failure")
+
     for name, summary in (("replay", "reproduce a failure from its schedule"),
                           ("show", "print a schedule's interleaving as a timeline, one column per thread (one row "
                                     "per step, naming its thread, when there are too many threads)")):
@@ -147,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "lincheck":
+            return _lincheck(args)
         target, schedule = _replay_inputs(args)
         return _replay(target, schedule, args, show=args.command == "show")
     except DetschedUsageError as exc:
@@ -210,6 +224,29 @@ def _run(args) -> int:
 
 
 _EXAMPLE_NAMES = {"--save": "failure.json", "--coverage-json": "coverage.json", "--html": "timeline.html"}
+
+
+def _lincheck(args) -> int:
+    from detsched import lincheck
+    from detsched._explore.targets import locate
+
+    cls, _ = locate(args.target, "class")
+    if (args.scenario is None) != (args.schedule is None):
+        raise DetschedUsageError("--scenario and --schedule replay a failure together: give both (as the "
+                                 "failure's replay line does) or neither")
+    if not isinstance(cls, type):
+        raise DetschedUsageError(f"{args.target} is not a class decorated with @lincheck.check")
+    if args.scenario is not None:
+        try:
+            result = lincheck.replay_scenario(cls, args.scenario, args.schedule)
+        except ValueError as exc:  # json.JSONDecodeError, a scenario of the wrong shape
+            raise DetschedUsageError(f"--scenario is not a scenario from a lincheck replay line: {exc}") from None
+    else:
+        overrides = {name: value for name, value in (("scenarios", args.scenarios), ("runs", args.runs),
+                                                      ("strategy", args.strategy)) if value is not None}
+        result = lincheck.run(cls, **overrides)
+    print(_coloured(str(result), "red" if result.failure is not None else "green"))
+    return EXIT_OK if result.failure is None else EXIT_FAILURE
 
 
 def _check_writable(option: str, path: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 import detsched
 
 #: Modules a user or an integration may import; the rest is private (``detsched._*``).
-PUBLIC_MODULES = ["detsched", "detsched.errors", "detsched.hypothesis", "detsched.integration", "detsched.plugins",
+PUBLIC_MODULES = ["detsched", "detsched.errors", "detsched.hypothesis", "detsched.integration", "detsched.lincheck",
+                  "detsched.plugins",
                   "detsched.reproduce", "detsched.schedule", "detsched.settings", "detsched.strategies"]
 
 EXPECTED_ALL = {
@@ -19,6 +20,7 @@ EXPECTED_ALL = {
                  "reproduce", "unchecked", "yield_point"},
     "detsched.strategies": {"BUILTIN", "CoverageGuided", "DepthFirst", "PCT", "PartialOrder", "PositionReplay", "RandomWalk", "Replay", "Strategy", "make_strategy",
                             "strategy_factories"},
+    "detsched.lincheck": {"LincheckFailure", "Result", "Scenario", "check", "op", "replay_scenario", "run"},
     "detsched.integration": {"Coverage", "Target", "forget_benign", "format_failure", "is_project_file", "pace", "plural",
                              "schedule_so_far", "started_threads", "write_coverage_json", "write_html_timeline"},
 }
@@ -35,7 +37,7 @@ def test_all_lists_exactly_the_public_names(module):
 
 def test_the_package_exposes_no_other_public_name():
     submodules = {name.rpartition(".")[2] for name in PUBLIC_MODULES} | {"cli"}
-    private_packages = {"_aio", "_core", "_detect", "_explore", "_instrument", "_primitives", "_report"}
+    private_packages = {"_aio", "_core", "_detect", "_explore", "_instrument", "_lincheck", "_primitives", "_report"}
     public = {name for name in vars(detsched) if name.isidentifier() and not name.startswith("_")}
     assert public - EXPECTED_ALL["detsched"] - submodules == set()
     private_modules = {name for name, value in vars(detsched).items()

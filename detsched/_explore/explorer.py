@@ -177,17 +177,37 @@ def explore(target, *, strategy: str = settings.STRATEGY, runs: int = settings.R
     raise AssertionError("unreachable: an iterative search returns from its loop")
 
 
-def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
-                      **options) -> int | None:
-    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` (with the
-    same ``options``) that fails, or None: the same runs, without shrinking or explaining what
-    failed (one slice of a parallel exploration; ``explore(first_run=index, runs=1)`` then reports it)."""
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """What runs of an exploration showed, without shrinking or explaining a failure."""
+
+    failing: int | None  # the index of the first failing run, or None
+    runs: int  # runs made
+    exhausted: bool  # a systematic search ran every schedule (and none failed)
+    positions: tuple = ()  # the failing run's deviations, by position (for ``report_of_run``)
+
+
+def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRATEGY, **options) -> Scan:
+    """Runs ``first_run .. first_run + runs - 1`` of ``explore`` (with the same ``options``) up to
+    the first that fails: one slice of a parallel exploration, or a quick look before a report
+    (``report_of_run`` then replays, shrinks and explains the failing run)."""
     resolved, seed, limits, points = _prepare(target, runs, **options)
     chooser = make_strategy(strategy, seed=seed, depth=options.get("depth", settings.DEPTH))
+    made = 0
     for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
+        made += 1
         if result.failure is not None:
-            return index
-    return None
+            return Scan(index, made, False, tuple(result.positions))
+        if getattr(chooser, "exhausted", False):
+            return Scan(None, made, not getattr(chooser, "diverged", False))
+    return Scan(None, made, False)
+
+
+def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
+                      **options) -> int | None:
+    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` that
+    fails, or None (``scan``)."""
+    return scan(target, runs=runs, first_run=first_run, strategy=strategy, **options).failing
 
 
 @dataclasses.dataclass(frozen=True)

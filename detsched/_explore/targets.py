@@ -50,6 +50,14 @@ def resolve(target) -> Target:
         return Target(target, f"{module}:{name}", f"{module}:{name}")
     if not isinstance(target, str) or not target.strip():
         raise DetschedUsageError(f"target must be a callable or a string like 'file.py::func', got {target!r}")
+    function, name = locate(target)
+    _check_supported(function, target)
+    return Target(function, name, target)
+
+
+def locate(target: str, what: str = "function"):
+    """The object ``'path/to/file.py::name'`` or ``'package.module:name'`` names (a dotted name
+    for a class member), and its ``module:qualname``; ``DetschedUsageError`` if there is none."""
     if "::" in target:
         path, _, qualname = target.partition("::")
         module = _load_file(path)
@@ -59,11 +67,9 @@ def resolve(target) -> Target:
         module = _import(module_name)
     else:
         raise DetschedUsageError(
-            f"target {target!r} names no function; write 'path/to/file.py::func' or 'package.module:func'"
+            f"target {target!r} names no {what}; write 'path/to/file.py::name' or 'package.module:name'"
         )
-    function = _lookup(module, qualname, target)
-    _check_supported(function, target)
-    return Target(function, f"{module_name}:{qualname}", target)
+    return _lookup(module, qualname, target), f"{module_name}:{qualname}"
 
 
 def _load_file(path: str):
