@@ -8,9 +8,12 @@ error (bad target, bad option, corrupt or stale schedule).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 import warnings
 
 from detsched import __version__
@@ -190,8 +193,9 @@ def _run(args) -> int:
             report = explore_in_parallel(args.target, args.jobs, preemption_bound=args.preemption_bound,
                                          delay_bound=args.delay_bound, **options)
         else:
-            report = explore(args.target, preemption_bound=args.preemption_bound, delay_bound=args.delay_bound,
-                             progress=progress, time_budget=args.time_budget, coverage=coverage, **options)
+            with _interrupts_between_runs(progress):
+                report = explore(args.target, preemption_bound=args.preemption_bound, delay_bound=args.delay_bound,
+                                 progress=progress, time_budget=args.time_budget, coverage=coverage, **options)
     except KeyboardInterrupt:
         progress.clear()
         # What a search covered before it was stopped: runs that passed, nothing verified.
@@ -348,15 +352,43 @@ def _coloured(text: str, colour: str) -> str:
     return f"\033[1;{_COLOURS[colour]}m{first}\033[0m{newline}{rest}"
 
 
+@contextlib.contextmanager
+def _interrupts_between_runs(progress: _Progress):
+    """Ctrl-C stops the exploration after the run in progress, where ``progress`` is called.
+
+    CPython raises ``KeyboardInterrupt`` wherever the main thread is, and one raised inside a
+    weakref callback (every run drops thread objects that ``threading`` tracks in a ``WeakSet``) is
+    printed and swallowed: the exploration would go on. The handler only takes note; a second
+    Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def take_note(signum, frame) -> None:
+        if progress.interrupted:
+            raise KeyboardInterrupt
+        progress.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, take_note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Progress:
-    """Runs done so far, and (on a terminal) a self-overwriting line of them and runs per second."""
+    """Runs done so far, and (on a terminal) a self-overwriting line of them and runs per second;
+    called after every run, it also raises the ``KeyboardInterrupt`` that Ctrl-C asked for."""
 
     def __init__(self, total: int, *, shown: bool):
         self.total, self.started, self.shown, self.visible = total, real_monotonic(), 0.0, shown
         self.done = 0
+        self.interrupted = False  # Ctrl-C was pressed during the run that just ended
 
     def __call__(self, done: int, left=None) -> None:
         self.done = done
+        if self.interrupted:
+            raise KeyboardInterrupt
         if not self.visible:
             return
         now = real_monotonic()

@@ -389,3 +389,22 @@ def test_the_timeline_fits_the_terminal(monkeypatch):
     header, rule, *rows = timeline.render_timeline(trace).splitlines()
     assert header.split() == ["step", "thread", "operation"]  # three columns of 38 do not fit in 100
     assert rows[2].split()[:3] == ["3", "T2", "worker-2"]
+
+
+def test_ctrl_c_is_taken_between_runs_and_a_second_one_at_once():
+    """A KeyboardInterrupt raised inside a weakref callback is swallowed by CPython, so the first
+    Ctrl-C only takes note, and the exploration stops after the run in progress."""
+    import signal
+
+    from detsched.cli import _interrupts_between_runs, _Progress
+
+    progress, before = _Progress(10, shown=False), signal.getsignal(signal.SIGINT)
+    with _interrupts_between_runs(progress):
+        signal.raise_signal(signal.SIGINT)  # taken note of, not raised here
+        assert progress.interrupted
+        with pytest.raises(KeyboardInterrupt):
+            progress(3)  # where the explorer calls it: after a run
+        assert progress.done == 3
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # a second one interrupts at once
+    assert signal.getsignal(signal.SIGINT) is before
