@@ -22,7 +22,8 @@ and checks that some sequential order of the same calls on the model returns the
         @lincheck.op(read_only=True)
         def get(self, c): return c.get()
 
-Under pytest the class is a test (``test_linearizable``); ``lincheck.run(TestCounter)`` does the same
+Operations may be ``async def`` (all of them): the scenario's threads are then tasks of detsched's
+controlled event loop. Under pytest the class is a test (``test_linearizable``); ``lincheck.run(TestCounter)`` does the same
 from Python, and ``detsched lincheck tests/test_counter.py::TestCounter`` from the command line. A
 failure names the smallest failing scenario, the history with its per-thread timeline, the
 interleaving that produced it and a line that replays it. Deadlocks, data races and exceptions in
@@ -39,7 +40,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from detsched._explore.explorer import Scan, replay, report_of_run, scan
-from detsched._lincheck.scenario import Invocation, NotLinearizable, OpSpec, Scenario, history_text, op, run_scenario
+from detsched._lincheck.scenario import (Invocation, NotLinearizable, OpSpec, Scenario, history_text, op, run_scenario,
+                                        run_scenario_async)
 from detsched._report.timeline import REPORT_ROWS, plural, render_timeline
 from detsched.errors import DetschedUsageError
 
@@ -63,7 +65,10 @@ class Settings:
     #: "auto": every interleaving by dpor when it fits in ``runs``, else ``runs`` more by pct; or
     #: any strategy's name, for ``runs`` runs of it.
     strategy: str = "auto"
-    races: bool = True  # also check the implementation's memory accesses for data races
+    #: Also check the implementation's memory accesses for data races; None: for threads, not for
+    #: ``async def`` operations (the event loop runs one task step at a time, and the history
+    #: check is what says whether their order matters).
+    races: bool | None = None
     partition: Callable | None = None  # P-compositionality: Call -> key; calls of one key checked apart
     max_states: int = MAX_STATES
 
@@ -120,6 +125,8 @@ def run(cls, **overrides) -> Result:
     _check_settings(settings)
     instance, operations = cls(), _operations(cls)
     _check_model(settings.model, operations)
+    if settings.races is None:
+        settings = dataclasses.replace(settings, races=not _asynchronous(instance, operations))
     invocation = st.sampled_from(sorted(operations.values(), key=lambda spec: spec.name)).flatmap(
         lambda spec: st.tuples(*spec.args).map(lambda args, name=spec.name: Invocation(name, args)))
     scenarios = st.builds(
@@ -171,10 +178,10 @@ def _scan(target, settings: Settings, counts: dict) -> tuple[str, Scan]:
 
 def replay_scenario(cls, scenario: Scenario | str, schedule: str) -> Result:
     """Replay one interleaving of one scenario (the line a failure prints)."""
-    settings = _settings_of(cls)
+    settings, instance, operations = _settings_of(cls), cls(), _operations(cls)
     if isinstance(scenario, str):
         scenario = Scenario.loads(scenario)
-    failure = replay(_target(cls(), _operations(cls), scenario, settings), schedule)
+    failure = replay(_target(instance, operations, scenario, settings), schedule)
     if failure is None:
         return Result(None, 1, 1)
     return Result(_report(cls, scenario, failure), 1, 1, scenario, schedule)
@@ -188,17 +195,29 @@ class _Found(Exception):
         self.scenario, self.strategy, self.scan = scenario, strategy, scan
 
 
-def _target(instance, operations: dict, scenario: Scenario, settings: Settings) -> Callable[[], None]:
+def _target(instance, operations: dict, scenario: Scenario, settings: Settings) -> Callable[[], object]:
     methods = {name: getattr(instance, name) for name in operations}
     calls = {name: (lambda obj, *args, method=method: method(obj, *args)) for name, method in methods.items()}
-
-    def lincheck_scenario() -> None:
-        run_scenario(instance.make, calls, scenario, model=settings.model, partition=settings.partition,
-                     max_states=settings.max_states)
+    options = dict(model=settings.model, partition=settings.partition, max_states=settings.max_states)
+    if _asynchronous(instance, operations):
+        async def lincheck_scenario():  # tasks on the controlled event loop
+            await run_scenario_async(instance.make, methods, scenario, **options)
+    else:
+        def lincheck_scenario():
+            run_scenario(instance.make, calls, scenario, **options)
 
     lincheck_scenario.__qualname__ = f"{type(instance).__qualname__}.lincheck_scenario"
     lincheck_scenario.__module__ = type(instance).__module__
     return lincheck_scenario
+
+
+def _asynchronous(instance, operations: dict) -> bool:
+    """Whether the operations are ``async def`` (all of them must be, or none)."""
+    kinds = {inspect.iscoroutinefunction(getattr(instance, name)) for name in operations}
+    if len(kinds) > 1:
+        raise DetschedUsageError(f"{type(instance).__qualname__} mixes async def and plain operations; make "
+                                 "them all one or the other")
+    return kinds == {True}
 
 
 def _report(cls, scenario: Scenario, failure) -> str:

@@ -4,7 +4,8 @@ drawn from them, and one scenario run under detsched's scheduler as a history of
 A *scenario* is an initial sequential part (run by the main thread), a parallel part (one list
 of operations per thread, the threads started together) and an optional final part (the main
 thread again, once the threads are joined). Hypothesis draws and shrinks scenarios, so a failing
-one shrinks to fewer threads, fewer operations and simpler arguments.
+one shrinks to fewer threads, fewer operations and simpler arguments. ``async def`` operations run
+the same way with tasks of the controlled event loop in place of threads.
 
 A run of a scenario makes the object under test, runs the parts, and records each call's
 invocation and response on one logical clock. The recording is detsched's own code: no thread
@@ -15,6 +16,7 @@ history *more* linearizable, never less: no false alarm.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass
@@ -116,6 +118,15 @@ class _Recorder:
         self.clock += 1
         return self.clock
 
+    async def call_async(self, task: int, operation: Callable, obj, invocation: Invocation) -> None:
+        """``call`` for an ``async def`` operation, awaited in a task of the controlled event loop."""
+        invoked = self._tick()
+        try:
+            result = await operation(obj, *invocation.args)
+        except Exception as exc:
+            result = Raised(type(exc).__name__, str(exc))
+        self.calls.append(Call(len(self.calls), task, invocation.name, invocation.args, result, invoked, self._tick()))
+
     def call(self, thread: int, operation: Callable, obj, invocation: Invocation) -> None:
         invoked = self._tick()
         try:
@@ -147,6 +158,29 @@ def run_scenario(make: Callable[[], object], operations: dict[str, Callable], sc
         thread.join()
     for invocation in scenario.final:
         recorder.call(0, operations[invocation.name], obj, invocation)
+    return _checked(recorder, model, partition, max_states)
+
+
+async def run_scenario_async(make: Callable[[], object], operations: dict[str, Callable], scenario: Scenario, *,
+                             model: Callable[[], object], partition=None, max_states: int) -> tuple[Call, ...]:
+    """``run_scenario`` for ``async def`` operations: the parallel part's "threads" are tasks of
+    the controlled event loop (task n runs its operations one after the other), awaited together."""
+    obj = make()
+    recorder = _Recorder()
+    for invocation in scenario.init:
+        await recorder.call_async(0, operations[invocation.name], obj, invocation)
+
+    async def worker(n: int, ops: tuple[Invocation, ...]) -> None:
+        for invocation in ops:
+            await recorder.call_async(n, operations[invocation.name], obj, invocation)
+
+    await asyncio.gather(*(worker(n, ops) for n, ops in enumerate(scenario.parallel, 1)))
+    for invocation in scenario.final:
+        await recorder.call_async(0, operations[invocation.name], obj, invocation)
+    return _checked(recorder, model, partition, max_states)
+
+
+def _checked(recorder: _Recorder, model, partition, max_states: int) -> tuple[Call, ...]:
     history = tuple(recorder.calls)
     me = current()
     steps = len(me.sched.execution.trace) if me is not None else 0  # the model's steps come after
