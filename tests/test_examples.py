@@ -21,6 +21,12 @@ EXPECTED = {
     "pipeline": ("deadlock", ["waits to join", "waits for Queue(pipeline.py:"]),
     "single_flight": ("exception", ["AssertionError: loaded 'user:42' 2 times, expected once"]),
     "cancellation": ("exception", ["was charged", "for an order reported as failed"]),
+    "backpressure": ("deadlock", ["waits for Lock(backpressure.py:", "held by T1; T1 waits for Queue(backpressure.py:"]),
+    "actor_mailbox": ("deadlock", ["waits for Queue(actor_mailbox.py:", "(nothing can wake them)"]),
+    "livelock": ("exception", ["RuntimeError: ", "gave up after 5 rounds"]),
+    "stop_signal": ("leak", ["T1 'indexer' is still blocked (get Queue(stop_signal.py:", "after the test returned"]),
+    "rwlock_upgrade": ("deadlock", ["waits for Condition(rwlock_upgrade.py:", "(nothing can wake them)"]),
+    "stale_read": ("data-race", ["Config.version: read by T2 'handler' races with write by T1 'reloader'"]),
 }
 #: Runs of each fixed twin per strategy. The benchmark (benchmarks/examples_clean.py) runs
 #: 10,000 with pct; these keep the file quick.
@@ -55,8 +61,8 @@ def test_bug_replays_three_times_from_its_schedule_string(example):
 EVERY_EXAMPLE = sorted(path.stem for path in EXAMPLES_DIR.glob("*.py"))
 #: The fixed twins dpor verifies within a few hundred schedules; the other three (pool workers and
 #: consumers waiting for work) have no symmetry reduction and run past 20,000.
-DPOR_VERIFIED = ("aio_cache", "aio_deadlock", "aio_leak", "bank", "cancellation", "deadlock", "pipeline",
-                 "single_flight")
+DPOR_VERIFIED = ("actor_mailbox", "aio_cache", "aio_deadlock", "aio_leak", "backpressure", "bank", "cancellation",
+                 "deadlock", "livelock", "pipeline", "rwlock_upgrade", "single_flight", "stale_read", "stop_signal")
 
 
 @pytest.mark.parametrize("example", EVERY_EXAMPLE)
