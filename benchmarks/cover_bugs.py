@@ -1,5 +1,6 @@
-"""Small bug programs for ``bench_cover.py``: each fails under some interleavings only. They are
-written the way users write threaded code, and none is one of the bundled examples."""
+"""Small bug programs for ``bench_cover.py`` and ``compare.py``: each fails under some interleavings
+only, and ``<name>_fixed`` is its twin that never does. They are written the way users write
+threaded code, and none is one of the bundled examples."""
 
 import threading
 
@@ -12,11 +13,15 @@ def _run(*bodies):
         thread.join()
 
 
-def split_critical_section():
+def split_critical_section(fixed=False):
     """Read and write in two critical sections: a lost update between them."""
     lock, box = threading.Lock(), [0]
 
     def add():
+        if fixed:
+            with lock:
+                box[0] += 1
+            return
         with lock:
             seen = box[0]
         with lock:
@@ -26,11 +31,16 @@ def split_critical_section():
     assert box[0] == 3, box
 
 
-def late_initialisation():
+def late_initialisation(fixed=False):
     """A reader that must run after the writer's second critical section, not between the two."""
     lock, state = threading.Lock(), {"ready": False, "value": None}
 
     def init():
+        if fixed:
+            with lock:
+                state["value"] = 42
+                state["ready"] = True
+            return
         with lock:
             state["ready"] = True
         with lock:
@@ -44,7 +54,7 @@ def late_initialisation():
     _run(init, read)
 
 
-def three_stage_order():
+def three_stage_order(fixed=False):
     """Fails only if stage 3 runs between stage 1 and stage 2: depth 2 among three threads."""
     lock, log = threading.Lock(), []
 
@@ -58,10 +68,13 @@ def three_stage_order():
         return body
 
     _run(stage(1), stage(2), stage(3))
-    assert log[:2] != [1, 3], log
+    if fixed:  # the twin accepts every order, as its callers should
+        assert sorted(log) == [1, 2, 3], log
+    else:
+        assert log[:2] != [1, 3], log
 
 
-def wrong_waiter():
+def wrong_waiter(fixed=False):
     """One condition for two predicates, and notify() where notify_all() is needed."""
     cond, items = threading.Condition(), []
 
@@ -71,7 +84,7 @@ def wrong_waiter():
                 while len(items) == 1:
                     cond.wait()
                 items.append(n)
-                cond.notify()
+                cond.notify_all() if fixed else cond.notify()
 
     def get():
         for _ in range(2):
@@ -79,9 +92,12 @@ def wrong_waiter():
                 while not items:
                     cond.wait()
                 items.pop()
-                cond.notify()
+                cond.notify_all() if fixed else cond.notify()
 
     _run(put, put, get, get)
 
 
 BUGS = ("split_critical_section", "late_initialisation", "three_stage_order", "wrong_waiter")
+
+for _name in BUGS:  # the fixed twins, <name>_fixed
+    globals()[f"{_name}_fixed"] = (lambda function: lambda: function(fixed=True))(globals()[_name])

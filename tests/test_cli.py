@@ -354,9 +354,13 @@ def test_ctrl_c_says_what_was_covered_and_exits_130(tmp_path):
                     "    t = threading.Thread(target=lambda: None)\n    t.start()\n    t.join()\n")
     process = subprocess.Popen([sys.executable, "-m", "detsched", "run", f"{path}::main", "--runs", "10000000",
                                 "--strategy", "random"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # past start-up and the first runs (generous: shared machines)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        time.sleep(3)  # past start-up and the first runs (generous: shared machines)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never left running, whatever happened
+        process.wait()
     assert process.returncode == 130, err
     assert re.search(r"interrupted after [\d,]+ runs?: no failure in those \(strategy=random, seed=0\); not verified",
                      err), err
@@ -367,14 +371,17 @@ def test_ctrl_c_says_what_was_covered_and_exits_130(tmp_path):
 def test_colour_only_when_asked_for_or_on_a_terminal(target, capsys, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
-    assert main(["run", f"{target}::main"]) == 1
+    passing = ["run", f"{target}::passes", "--runs", "5"]
+    assert main(passing) == 0
     assert "\033[" not in capsys.readouterr().out  # captured: not a terminal
     monkeypatch.setenv("FORCE_COLOR", "1")
+    assert main(passing) == 0
+    out = capsys.readouterr().out  # the target prints "hi" in every run, then the outcome line
+    assert out.splitlines()[-1].startswith("\033[1;32mpassed: ") and out.count("\033[0m") == 1
     assert main(["run", f"{target}::main"]) == 1
-    out = capsys.readouterr().out
-    assert out.startswith("\033[1;31mFAILED (") and out.count("\033[0m") == 1  # the outcome line only
+    assert capsys.readouterr().out.startswith("\033[1;31mFAILED (")
     monkeypatch.setenv("NO_COLOR", "1")  # wins over FORCE_COLOR
-    assert main(["run", f"{target}::main"]) == 1
+    assert main(passing) == 0
     assert "\033[" not in capsys.readouterr().out
 
 

@@ -105,3 +105,11 @@ def test_cover_runs_are_not_split():
     with pytest.raises(detsched.DetschedUsageError):
         make_strategy("cover", seed=0, depth=3, preemption_bound=1)
     assert main(["run", "examples/bank.py::fixed", "--strategy", "cover", "--jobs", "2", "--runs", "10"]) == 2
+
+
+@pytest.mark.parametrize("example", ["bank", "producer_consumer", "single_flight", "deadlock"])
+def test_cover_finds_the_examples_bugs(example):
+    from bundled_examples import target
+
+    report = detsched.explore(target(example, "main"), strategy="cover", runs=500)
+    assert report.failure is not None, f"{example}: no failure in {report.runs} runs"

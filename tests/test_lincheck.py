@@ -36,7 +36,7 @@ TWINS = [counter.TestLockedCounter, rate_limiter.TestTokenBucket, lru_cache.Test
 
 @pytest.mark.parametrize("cls, scenario", SMALLEST, ids=lambda value: getattr(value, "__name__", ""))
 def test_each_bug_is_found_and_shrunk_to_its_smallest_scenario(cls, scenario):
-    result = lincheck.run(cls)
+    result = lincheck.run(cls, runs=50)
     assert result.failure is not None
     lines = result.failure.splitlines()
     assert re.fullmatch(r"not linearizable: no sequential order of these \d calls returns these results", lines[0])
@@ -49,10 +49,10 @@ def test_each_bug_is_found_and_shrunk_to_its_smallest_scenario(cls, scenario):
 
 @pytest.mark.parametrize("cls", TWINS, ids=lambda cls: cls.__name__)
 def test_each_fixed_twin_is_linearizable(cls):
-    result = lincheck.run(cls, scenarios=15)
+    result = lincheck.run(cls, scenarios=10)
     assert result.failure is None, result.failure
-    assert result.scenarios == 15 and result.verified >= 5  # many in every interleaving, by dpor
-    assert str(result).startswith(f"linearizable: 15 scenarios ({result.verified} of them in every interleaving")
+    assert result.scenarios == 10 and result.verified >= 3  # some in every interleaving, by dpor
+    assert str(result).startswith(f"linearizable: 10 scenarios ({result.verified} of them in every interleaving")
 
 
 def test_the_same_search_every_time():

@@ -187,19 +187,23 @@ class Scan:
     positions: tuple = ()  # the failing run's deviations, by position (for ``report_of_run``)
 
 
-def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRATEGY, **options) -> Scan:
+def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRATEGY,
+         time_budget: float | None = None, **options) -> Scan:
     """Runs ``first_run .. first_run + runs - 1`` of ``explore`` (with the same ``options``) up to
-    the first that fails: one slice of a parallel exploration, or a quick look before a report
-    (``report_of_run`` then replays, shrinks and explains the failing run)."""
+    the first that fails, starting none once ``time_budget`` wall seconds are spent: one slice of a
+    parallel exploration, or a quick look before a report (``report_of_run`` then replays, shrinks
+    and explains the failing run)."""
     resolved, seed, limits, points = _prepare(target, runs, **options)
     chooser = make_strategy(strategy, seed=seed, depth=options.get("depth", settings.DEPTH))
-    made = 0
+    made, started = 0, real_monotonic()
     for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
         made += 1
         if result.failure is not None:
             return Scan(index, made, False, tuple(result.positions))
         if getattr(chooser, "exhausted", False):
             return Scan(None, made, not getattr(chooser, "diverged", False))
+        if time_budget is not None and real_monotonic() - started >= time_budget:
+            break
     return Scan(None, made, False)
 
 
