@@ -23,6 +23,7 @@ sys.path.insert(0, ROOT)
 
 import detsched  # noqa: E402
 from detsched._explore.parallel import explore_in_parallel  # noqa: E402
+from cover_bugs import run_all  # noqa: E402  (the sibling module of bug programs)
 
 #: The schedules each search may run.
 BUDGET = 5_000
@@ -36,14 +37,6 @@ class Box:
     def __init__(self):
         self.value = 0
         self.log = []
-
-
-def run_all(*bodies):
-    threads = [threading.Thread(target=body) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def independent_counters(k=4):

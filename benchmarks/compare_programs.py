@@ -6,13 +6,7 @@ import asyncio
 import queue
 import threading
 
-
-def _run(*bodies):
-    threads = [threading.Thread(target=body) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+from cover_bugs import run_all
 
 
 class _Box:
@@ -33,7 +27,7 @@ def unlocked_counter(locked=False):
             else:
                 box.value += 1
 
-    _run(add, add)
+    run_all(add, add)
     assert box.value == 4, box.value
 
 
@@ -51,7 +45,7 @@ def check_then_act(locked=False):
             loads.append(1)
             cache["k"] = 1
 
-    _run(get, get)
+    run_all(get, get)
     assert len(loads) == 1, loads
 
 
@@ -75,7 +69,7 @@ def lazy_lock(locked=False):
                 self.value = seen + 1
 
     lazy = Lazy()
-    _run(lazy.incr, lazy.incr)
+    run_all(lazy.incr, lazy.incr)
     assert lazy.value == 2, lazy.value
 
 
@@ -114,7 +108,7 @@ def if_not_while(fixed=False):
                 items.append(1)
                 cond.notify()
 
-    _run(consume, consume, produce)
+    run_all(consume, consume, produce)
 
 
 def semaphore_not_released(fixed=False):
@@ -132,7 +126,7 @@ def semaphore_not_released(fixed=False):
                 return  # the slot stays taken
         slots.release()
 
-    _run(lambda: use(True), lambda: use(False))
+    run_all(lambda: use(True), lambda: use(False))
 
 
 def missing_join(fixed=False):
@@ -186,7 +180,7 @@ def dict_iteration(locked=False):
         else:
             sessions["b"] = 2
 
-    _run(report, login)
+    run_all(report, login)
 
 
 def to_thread_counter(fixed=False):

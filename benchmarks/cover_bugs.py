@@ -5,7 +5,8 @@ threaded code, and none is one of the bundled examples."""
 import threading
 
 
-def _run(*bodies):
+def run_all(*bodies):
+    """Start a thread per body, then join them all."""
     threads = [threading.Thread(target=body) for body in bodies]
     for thread in threads:
         thread.start()
@@ -27,7 +28,7 @@ def split_critical_section(fixed=False):
         with lock:
             box[0] = seen + 1
 
-    _run(add, add, add)
+    run_all(add, add, add)
     assert box[0] == 3, box
 
 
@@ -51,7 +52,7 @@ def late_initialisation(fixed=False):
             if state["ready"]:
                 assert state["value"] == 42, "read a half-initialised state"
 
-    _run(init, read)
+    run_all(init, read)
 
 
 def three_stage_order(fixed=False):
@@ -67,7 +68,7 @@ def three_stage_order(fixed=False):
                 log.append(name)
         return body
 
-    _run(stage(1), stage(2), stage(3))
+    run_all(stage(1), stage(2), stage(3))
     if fixed:  # the twin accepts every order, as its callers should
         assert sorted(log) == [1, 2, 3], log
     else:
@@ -94,7 +95,7 @@ def wrong_waiter(fixed=False):
                 items.pop()
                 cond.notify_all() if fixed else cond.notify()
 
-    _run(put, put, get, get)
+    run_all(put, put, get, get)
 
 
 BUGS = ("split_critical_section", "late_initialisation", "three_stage_order", "wrong_waiter")

@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("target", metavar="TARGET", help="'file.py::TestClass' or 'package.module:TestClass'")
     lin.add_argument("--scenarios", type=_positive, default=None, metavar="N", help="scenarios to draw")
     lin.add_argument("--runs", type=_runs, default=None, metavar="N", help="interleavings per scenario")
-    lin.add_argument("--strategy", default=None, help="as for run (default: the class's, pct)")
+    lin.add_argument("--strategy", default=None, help="as for run (default: the class's, auto: dpor where every interleaving fits in the runs, "
+                          "else pct)")
     lin.add_argument("--scenario", metavar="JSON", help="with --schedule: replay this scenario of a failure")
     lin.add_argument("--schedule", metavar="STR", help="with --scenario: the 'ds3:...' string of the failure")
 
@@ -333,15 +334,14 @@ def _replay(target: str, schedule: str, args, *, show: bool) -> int:
 _COLOURS = {"red": "31", "green": "32"}
 
 
-def _colour_enabled(stream=None) -> bool:
+def _colour_enabled() -> bool:
     """Colour only on a terminal, never with ``NO_COLOR`` set (https://no-color.org) or on a dumb
     terminal; ``FORCE_COLOR`` turns it on anywhere."""
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
-    stream = stream or sys.stdout
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def _coloured(text: str, colour: str) -> str:

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from detsched._explore.explorer import Scan, replay, report_of_run, scan
-from detsched._lincheck.scenario import (Invocation, NotLinearizable, OpSpec, Scenario, history_text, op, run_scenario,
-                                        run_scenario_async)
+from detsched._lincheck.history import render_history
+from detsched._lincheck.scenario import (Invocation, NotLinearizable, OpSpec, Scenario, op, run_scenario,
+                                         run_scenario_async)
 from detsched._report.timeline import REPORT_ROWS, plural, render_timeline
 from detsched.errors import DetschedUsageError
 
@@ -197,14 +198,13 @@ class _Found(Exception):
 
 def _target(instance, operations: dict, scenario: Scenario, settings: Settings) -> Callable[[], object]:
     methods = {name: getattr(instance, name) for name in operations}
-    calls = {name: (lambda obj, *args, method=method: method(obj, *args)) for name, method in methods.items()}
     options = dict(model=settings.model, partition=settings.partition, max_states=settings.max_states)
     if _asynchronous(instance, operations):
         async def lincheck_scenario():  # tasks on the controlled event loop
             await run_scenario_async(instance.make, methods, scenario, **options)
     else:
         def lincheck_scenario():
-            run_scenario(instance.make, calls, scenario, **options)
+            run_scenario(instance.make, methods, scenario, **options)
 
     lincheck_scenario.__qualname__ = f"{type(instance).__qualname__}.lincheck_scenario"
     lincheck_scenario.__module__ = type(instance).__module__
@@ -230,7 +230,7 @@ def _report(cls, scenario: Scenario, failure) -> str:
     if isinstance(exception, NotLinearizable):
         headline = "undecided" if exception.undecided else "not linearizable"
         lines += [f"{headline}: {exception}", "", "scenario (the smallest failing one):", scenario.describe(),
-                  "", "history (each call from its invocation to its response):", history_text(exception.history)]
+                  "", "history (each call from its invocation to its response):", render_history(exception.history)]
         trace = trace[:exception.steps]  # the model's steps while checking are no part of the story
     else:
         lines += [f"{failure.kind} in scenario:", scenario.describe(), "", f"{failure.kind}: {failure.message}"]

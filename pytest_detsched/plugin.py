@@ -267,8 +267,8 @@ def _why_async_not_probed(item) -> str | None:
 
 class Shards:
     """Splits each marked test into ``count`` items (``--detsched-shards``), each exploring a
-    disjoint slice of the runs (of a ``dfs`` search: of its tree; a ``dpor`` search is run whole by
-    the first); pytest-xdist then spreads them over its workers."""
+    disjoint slice of the runs (of a ``dfs`` search: of its tree; a ``RUN_WHOLE`` strategy's runs
+    are all made by the first); pytest-xdist then spreads them over its workers."""
 
     def __init__(self, count: int):
         self.count = count

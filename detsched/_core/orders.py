@@ -115,9 +115,3 @@ def _join(clock: dict[int, int], other: dict[int, int]) -> None:
         if clock.get(tid, 0) < count:
             clock[tid] = count
 
-
-def _digest(history: dict[str, list[tuple[int, int]]]) -> str:
-    """A name for a run's happens-before order: for each object, in label order, which thread's
-    which operation touched it in turn. Runs with the same order on every object are equivalent."""
-    text = ";".join(f"{obj}={history[obj]}" for obj in sorted(history))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

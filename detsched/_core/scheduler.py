@@ -51,8 +51,9 @@ class Scheduler:
         self.limits = limits
         self.execution = Execution(verify=verify)
         # A strategy that steers by what runs did (``cover``) reads each run's trace when it ends.
-        self.tracing = tracing or getattr(strategy, "needs_trace", False)
-        if getattr(strategy, "needs_trace", False):
+        needs_trace = getattr(strategy, "needs_trace", False)
+        self.tracing = tracing or needs_trace
+        if needs_trace:
             strategy.watch_execution(self.execution)
         self.clock = VirtualClock()
         #: The controlled world of this run (``detsched._instrument.world.World``): the per-run state

@@ -292,6 +292,9 @@ class _Tally:
     def add(self, result: ExecutionResult) -> None:
         if self.coverage is not None:
             self.coverage.add(result.trace)
+        self.add_escapes(result)
+
+    def add_escapes(self, result: ExecutionResult) -> None:
         for escape in result.escapes:
             self.escapes.setdefault(escape.key, escape.text)
 
@@ -307,7 +310,7 @@ def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, po
     of every run of the exploration in order; ``tally`` adds up each (the warm-up's escapes too)."""
     tally = tally or _Tally()
     first = warm_up(target, limits, points)
-    tally.escapes.update((e.key, e.text) for e in first.escapes if e.key not in tally.escapes)
+    tally.add_escapes(first)  # not traced, so not counted for coverage
     if first.failure is not None:
         yield first_run, first
         return

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from detsched._core.ops import current
 from detsched._lincheck.checker import check
-from detsched._lincheck.history import Call, Raised, render_history
+from detsched._lincheck.history import Call, Raised
 
 
 class OpSpec(NamedTuple):
@@ -188,8 +188,3 @@ def _checked(recorder: _Recorder, model, partition, max_states: int) -> tuple[Ca
     if not verdict.linearizable:
         raise NotLinearizable(verdict.explanation, history, verdict.linearizable is None, steps)
     return history
-
-
-def history_text(history) -> str:
-    """The history's timeline, for reports."""
-    return render_history(history)

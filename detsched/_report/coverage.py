@@ -144,7 +144,7 @@ class CoverageCounter:
         self._interleavings.add(orders.happens_before_name(trace))
 
     def _saw(self, obj: str, before: str, after: str) -> None:
-        if _site_order(before) <= _site_order(after):
+        if orders.site_order(before) <= orders.site_order(after):
             self._orders.setdefault((obj, before, after), [False, False])[0] = True
         else:
             self._orders.setdefault((obj, after, before), [False, False])[1] = True
@@ -154,11 +154,8 @@ class CoverageCounter:
 
 
 def _pairs(flags: dict[tuple[str, str, str], list[bool]]) -> tuple[Pair, ...]:
-    keys = sorted(flags, key=lambda key: (key[0], _site_order(key[1]), _site_order(key[2])))
+    keys = sorted(flags, key=lambda key: (key[0], orders.site_order(key[1]), orders.site_order(key[2])))
     return tuple(Pair(obj, first, second, *flags[obj, first, second]) for obj, first, second in keys)
-
-
-_site_order = orders.site_order
 
 
 def write_json(path: str, coverages: dict[str, Coverage]) -> None:

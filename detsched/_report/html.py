@@ -133,28 +133,29 @@ def _edges(trace) -> list[list]:
     return edges
 
 
-def _source_line(where: str) -> str:
-    """The source line at ``file.py:LINE`` (basename), looked up in the loaded modules' files."""
+def _loaded_files() -> dict[str, list[str]]:
+    """The files of the loaded modules by basename (the ``file.py`` of a step's ``where``)."""
+    files: dict[str, set[str]] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            files.setdefault(os.path.basename(path), set()).add(path)
+    return {name: sorted(paths) for name, paths in files.items()}
+
+
+def _source_line(where: str, files: dict[str, list[str]]) -> str:
+    """The source line at ``file.py:LINE``, looked up in the loaded modules' files of that name."""
     name, _, line = where.rpartition(":")
     if not line.isdigit():
         return ""
-    for path in _paths_named(name):
+    for path in files.get(name, ()):
         text = linecache.getline(path, int(line)).strip()
         if text:
             return text
     return ""
 
 
-def _paths_named(basename: str) -> list[str]:
-    paths = []
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.basename(path) == basename:
-            paths.append(path)
-    return sorted(set(paths))
-
-
-def _cell(i: int, step: TraceStep, failing: set[int]) -> str:
+def _cell(i: int, step: TraceStep, failing: set[int], files: dict[str, list[str]]) -> str:
     kind, _, rest = step.op.partition(" ")
     classes = ["step"]
     if step.note.startswith("preempts"):
@@ -163,7 +164,7 @@ def _cell(i: int, step: TraceStep, failing: set[int]) -> str:
         classes.append("blocked")
     if i in failing:
         classes.append("failing")
-    source = _source_line(step.where) if step.where else ""
+    source = _source_line(step.where, files) if step.where else ""
     tip = f"{step.where}: {source}" if source else step.where
     note = f' <span class="note">{_e(step.note)}</span>' if step.note else ""
     store = f' <span class="note">at {_e(step.preempted_at_store)}</span>' if step.preempted_at_store else ""
@@ -175,6 +176,7 @@ def _cell(i: int, step: TraceStep, failing: set[int]) -> str:
 def _rows(trace, tids: list[int], failing: set[int]) -> list[str]:
     """Table rows: one per step, a thread's long runs of steps folded in the middle."""
     column = {tid: n for n, tid in enumerate(tids)}
+    files = _loaded_files()
     rows: list[str] = []
 
     def row(first: int, tid: int, body: str, extra: str = "") -> str:
@@ -193,11 +195,11 @@ def _rows(trace, tids: list[int], failing: set[int]) -> list[str]:
             hidden = []  # never fold away what failed
         for r in run:
             if hidden and r == hidden[0]:
-                inner = "".join(_cell(h, trace[h], failing) for h in hidden)
+                inner = "".join(_cell(h, trace[h], failing, files) for h in hidden)
                 rows.append(row(r, trace[r].tid, f'<details class="fold"><summary>{len(hidden)} more steps of '
                                                  f'T{trace[r].tid}</summary>{inner}</details>', ' class="folded"'))
             elif not hidden or r not in hidden:
-                rows.append(row(r, trace[r].tid, _cell(r, trace[r], failing)))
+                rows.append(row(r, trace[r].tid, _cell(r, trace[r], failing, files)))
         i = end + 1
     return rows
 
