@@ -3,6 +3,7 @@ detsched's own frames, so every location and stack in a report points at the use
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import sysconfig
@@ -128,6 +129,19 @@ def _kind(code) -> int:
             kind = _LIBRARY
         _kinds[code] = kind
     return kind
+
+
+def thread_stacks() -> dict:
+    """``sys._current_frames()``, with the garbage collector off while it runs: on CPython before
+    3.11.9 and 3.12.3 a collection inside it can deadlock with a thread that is ending (gh-106883),
+    and carriers end while runs go on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def may_switch_in(frame) -> bool:

@@ -19,7 +19,6 @@ These are process-wide by nature: let-go threads outlive the run that made them.
 from __future__ import annotations
 
 import _thread
-import sys
 import threading
 from typing import Callable, NamedTuple
 
@@ -91,7 +90,7 @@ def used_outside(primitive, what: str) -> None:
 def foreign_threads() -> list[Escape]:
     """The threads alive now, besides the caller, that run user code outside control (a server
     thread a fixture started, a thread of an earlier run let go): one line each."""
-    stacks = sys._current_frames()
+    stacks = frames.thread_stacks()
     me = _thread.get_ident()
     found = []
     for ident, thread in sorted(_real_threads.items(), key=lambda item: item[1].name):

@@ -8,7 +8,6 @@ nothing. The scheduler decides when to ask and ends the run with what it gets.
 
 from __future__ import annotations
 
-import sys
 from typing import Callable, Iterable
 
 from detsched._core import frames
@@ -95,7 +94,7 @@ def _waiting(kind: str, chain: list[LogicalThread], cycle: bool = False) -> Fail
 
 def stacks(threads: list[LogicalThread]) -> str:
     """Each thread's stack, detsched's frames removed, headed by what it waits for."""
-    current_frames = sys._current_frames()
+    current_frames = frames.thread_stacks()
     out = []
     for t in threads:
         stack = frames.format_stack(current_frames.get(t.os_ident))
@@ -121,7 +120,7 @@ def out_of_steps(me: LogicalThread, *, max_steps: int, elapsed: float, spinning:
 
 def blocked_outside(t: LogicalThread | None, seconds: float) -> FailureInfo:
     """``t`` ran ``seconds`` without reaching a scheduling point."""
-    frame = sys._current_frames().get(t.os_ident) if t is not None else None
+    frame = frames.thread_stacks().get(t.os_ident) if t is not None else None
     who = t.label if t is not None else "a thread"
     return FailureInfo(
         "blocked",
