@@ -1,14 +1,20 @@
 """Debuggers and profilers keep working in controlled threads: a trace function (what pdb sets)
-sees the lines a controlled thread runs, ``threading.settrace`` reaches the threads a run starts,
-and cProfile enabled inside a run profiles it without disturbing it. (coverage.py has its own
+sees the lines a controlled thread runs and takes no scheduling point inside detsched's own calls,
+``threading.settrace`` reaches the threads a run starts, and cProfile enabled inside a run
+profiles it without disturbing it. (coverage.py has its own
 tests in ``test_plugin_coverage.py``.)"""
 
 import cProfile
+import os
 import pstats
 import sys
 import threading
 
 import detsched
+from detsched._explore.explorer import run_once
+from detsched._explore.targets import resolve
+from detsched.settings import Limits
+from detsched.strategies import PositionReplay
 
 
 def add_twice(box):
@@ -43,6 +49,41 @@ def test_a_trace_function_set_inside_a_run_sees_the_lines_it_runs():
     assert detsched.explore(target, runs=2).failure is None
     assert seen == [1, 2] * len(runs)  # no line event the plain function has not
     assert sys.gettrace() is None
+
+
+class InternalCallCounter:
+    """A trace function with a store in it, called for detsched's own calls as for the user's."""
+
+    def __init__(self):
+        self.internal_calls = 0
+
+    def trace(self, frame, event, arg):
+        if "detsched" in frame.f_code.co_filename.split(os.sep):
+            self.internal_calls += 1
+        return None
+
+
+COUNTER = InternalCallCounter()
+
+
+def set_the_counter_and_leave_it_set():
+    sys.settrace(COUNTER.trace)  # not unset: it stays until the thread ends, in detsched's code
+
+
+def two_threads_each_setting_the_counter():
+    threads = [threading.Thread(target=set_the_counter_and_leave_it_set) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_trace_function_running_for_detscheds_own_calls_takes_no_scheduling_point():
+    result = run_once(resolve(two_threads_each_setting_the_counter), PositionReplay(()), 0, Limits(), tracing=True)
+    assert result.failure is None
+    assert COUNTER.internal_calls > 0  # it did run inside detsched ...
+    # ... and its store there was no step of the thread: only its own code and the threads' are.
+    assert not [row for row in result.trace if "internal_calls" in row.op], result.trace
 
 
 def test_threading_settrace_reaches_the_threads_a_run_starts():

@@ -144,8 +144,8 @@ def thread_stacks() -> dict:
             gc.enable()
 
 
-def may_switch_in(frame) -> bool:
-    """Whether user code running in ``frame`` may be switched away from.
+def may_switch_in(frame, called=None) -> bool:
+    """Whether user code running in ``frame`` (having just called ``called``) may be switched away from.
 
     Not when detsched itself called it (a thread's target, a predicate, a queue hook: primitives stay
     atomic), nor when a library called it back (a logging formatter, module code run by an import):
@@ -153,15 +153,29 @@ def may_switch_in(frame) -> bool:
     control. Frames of threading, asyncio and concurrent.futures running user code do not count.
     """
     seen_user = False
+    # A trace or profile function the user set runs for detsched's own calls too, inside a
+    # primitive: like a library's callback, it is never switched away from.
+    hooks = _hook_codes()
+    if hooks and called is not None and called.f_code in hooks:
+        return False
     while frame is not None:
-        kind = _kinds.get(frame.f_code)
+        code = frame.f_code
+        kind = _kinds.get(code)
         if kind is None:
-            kind = _kind(frame.f_code)
+            kind = _kind(code)
         if kind == _CALLER:
             return seen_user
-        if kind == _LIBRARY:
+        if kind == _LIBRARY or (hooks and code in hooks):
             return False
         seen_user = seen_user or kind == _USER
         frame = frame.f_back
     return False  # no detsched frame below: not a controlled thread's stack
+
+
+def _hook_codes() -> tuple:
+    """The code of this thread's trace and profile functions, where they are Python functions."""
+    trace, profile = sys.gettrace(), sys.getprofile()
+    if trace is None and profile is None:
+        return ()
+    return tuple(getattr(getattr(hook, "__func__", hook), "__code__", None) for hook in (trace, profile))
 

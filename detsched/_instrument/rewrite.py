@@ -47,8 +47,10 @@ def call_point(description: str) -> None:
     threads (a no-op outside a run). Not taken when detsched itself or a library called the function
     (``may_switch_in`` of the caller), so primitives stay atomic."""
     me = current()
-    if me is not None and may_switch_in(sys._getframe(2)):
-        me.sched.wait(me, Op(description))
+    if me is not None:
+        entered = sys._getframe(1)
+        if may_switch_in(entered.f_back, entered):
+            me.sched.wait(me, Op(description))
 
 
 def _shared(target: ast.expr, shared_names: set[str]) -> bool:
