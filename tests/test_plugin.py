@@ -118,7 +118,7 @@ def test_replay_after_the_fix_passes_and_says_the_schedule_no_longer_applies(pyt
     schedule = replay_string(run(pytester, "-p", "no:cacheprovider"))
     pytester.makepyfile(test_counter=FIXED)
     result = run(pytester, "-p", "no:cacheprovider", f"--detsched-replay={schedule}")
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=1)  # and the warning (not a count: see test_marker_on_a_test_without_threads_warns)
     result.stdout.fnmatch_lines(["*ReplayDivergedWarning: the run no longer followed the schedule after decision *"])
     assert "Traceback" not in result.stdout.str()
 
@@ -259,7 +259,9 @@ def test_plain():
     assert sum([1, 1]) == 2
 """)
     result = run(pytester)
-    result.assert_outcomes(passed=1, warnings=1)
+    # The warning itself, not a count: pytest may add its own about this plugin's module, imported
+    # by the outer session before the inner one could rewrite it (seen with pytest 9.0).
+    result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*DetschedWarning: test_plain.py::test_plain starts no threads: nothing to explore*",
                                  "test_plain.py::test_plain: starts no threads, stopped after its first run"])
 
