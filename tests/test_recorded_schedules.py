@@ -3,7 +3,10 @@
 ``data/recorded_schedules.json`` holds what exploring the bundled examples found: each schedule
 string, the failure's kind and message, and the interleaving (thread, operation, note of every
 step). They were recorded before the package was reorganised into layers and recorded again (by
-``data/record_schedules.py``) only when the format became ``ds3``. Any change to how runs are
+``data/record_schedules.py``) only when the format became ``ds3``. The labels of four conditions
+were renumbered by hand (``#3`` became ``#2``...) when ``Thread()`` stopped making a hidden
+controlled Condition at the same line for its private start flag; schedules, steps and notes stayed
+as recorded. Any change to how runs are
 scheduled or recorded that would break users' saved schedules without a new format version fails
 here.
 """

@@ -22,11 +22,17 @@ def user_location(depth: int = 2) -> str:
     """``file.py:LINE`` of the nearest user frame among the callers (else the nearest outside
     detsched); basename only, so it is the same on every machine."""
     frame = sys._getframe(depth)
-    while frame is not None and is_internal(frame.f_code.co_filename):
+    first_outside = None
+    while frame is not None:
+        kind = _kinds.get(frame.f_code)
+        if kind is None:
+            kind = _kind(frame.f_code)
+        if kind == _USER:
+            break
+        if first_outside is None and kind != _CALLER:
+            first_outside = frame
+        # Prefer the user's line to the stdlib's (a pool worker's loop, Future.result).
         frame = frame.f_back
-    first_outside = frame
-    while frame is not None and not is_user_file(frame.f_code.co_filename):
-        frame = frame.f_back  # prefer the user's line to the stdlib's (a pool worker's loop, Future.result)
     frame = frame or first_outside
     if frame is None:
         return "?"

@@ -67,13 +67,12 @@ class LogicalThread:
     def __init__(self, sched, tid: int, name: str, thread, daemon: bool):
         # sched: the Scheduler of its run (ops.py is below the scheduler and does not import it)
         self.sched, self.tid, self.name, self.thread, self.daemon = sched, tid, name, thread, daemon
-        self.park = _allocate_lock()  # locked while the thread runs or is parked; released to wake it
-        self.park.acquire()
-        self.exited = _allocate_lock()  # released when the OS thread is about to exit
+        self.park = None  # its carrier's lock (``carriers.Carrier.park``): released to wake it
+        self.exited = _allocate_lock()  # released when it has ended and its OS thread is free
         self.exited.acquire()
         self.op: Op | None = None  # Invariant: set while parked at a scheduling point
         self.finished = False
-        self.os_ident = 0
+        self.os_ident = 0  # its carrier's OS thread
         self.spinning = False  # its last poll made no progress: give way to others
         self.idle = False  # an idle pool worker: blocked forever at the end is not a leak
         self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs

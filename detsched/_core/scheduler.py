@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import _thread
 import sys
+from functools import partial
 from typing import Callable
 
-from detsched._core import frames, outside
+from detsched._core import carriers, frames, outside
 from detsched._core.clock import VirtualClock
 from detsched._core.execution import Execution
 from detsched._core.footprints import QUERIES, Footprints
@@ -29,8 +30,6 @@ from detsched.schedule import default_task
 from detsched.settings import Limits
 
 _allocate_lock = _thread.allocate_lock
-_get_ident = _thread.get_ident
-_start_new_thread = _thread.start_new_thread
 
 #: Virtual seconds within which timed waits that end close together end in any order (the kernel's
 #: timer slack and scheduling latency blur the order of wake-ups that close; asyncio's own timers
@@ -319,7 +318,7 @@ class Scheduler:
     # ----------------------------------------------------------------- threads
 
     def spawn(self, thread, name: str, daemon: bool, body: Callable[[], None]) -> LogicalThread:
-        """Start a controlled OS thread that runs ``body`` once scheduled; returns once it exists."""
+        """Start a logical thread that runs ``body`` on an OS thread of its own (a carrier) once scheduled."""
         lt = LogicalThread(self, len(self.threads), name, thread, daemon)
         self.threads.append(lt)
         if self.races is not None:  # the new thread begins after what its starter did so far
@@ -328,18 +327,15 @@ class Scheduler:
         if self.footprints is not None and self.running is not None:
             self.footprints.touch_thread(lt.tid, published=True)
         lt.op = Op("begin")
-        started = _allocate_lock()
-        started.acquire()
-        _start_new_thread(self._bootstrap, (lt, body, started))
-        started.acquire()  # Thread.start() returns only once the new thread exists
+        # Its OS thread waits on ``lt.park`` until the first step of ``lt`` is handed to it, so
+        # ``Thread.start()`` need not wait for it: nothing it does before then can be seen.
+        carrier = carriers.carry(partial(self._bootstrap, lt, body))
+        lt.park, lt.os_ident = carrier.park, carrier.ident
         self.live.append(lt)
         return lt
 
-    def _bootstrap(self, lt: LogicalThread, body: Callable[[], None], started) -> None:
-        lt.os_ident = _get_ident()
+    def _bootstrap(self, lt: LogicalThread, body: Callable[[], None]) -> None:
         set_current(lt)
-        started.release()
-        lt.park.acquire()
         try:
             if self.aborting:
                 raise RunAborted

@@ -16,7 +16,8 @@ import threading
 from detsched._core.ops import LogicalThread, Op, current
 from detsched._primitives.sync import timed_wait
 
-_REAL_EVENT = threading.Event
+#: What ``threading.Event()`` is made of, by the names it is looked up by in ``threading``.
+_REAL_EVENT_PARTS = {"Event": threading.Event, "Condition": threading.Condition, "Lock": threading.Lock}
 _real_init = threading.Thread.__init__
 _real_start = threading.Thread.start
 _real_join = threading.Thread.join
@@ -30,15 +31,17 @@ def _logical(thread: threading.Thread) -> LogicalThread | None:
 
 
 def init(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
-    # The real __init__ keeps the object valid for the stdlib after the run; it must see the real
-    # Event for its private ``_started`` flag. Only one controlled thread runs at a time, so this
-    # brief swap is not observed by other controlled code.
-    patched_event = threading.Event
-    threading.Event = _REAL_EVENT
+    # The real __init__ keeps the object valid for the stdlib after the run; it must make a real
+    # Event, of a real Condition and Lock, for its private ``_started`` flag (controlled ones would
+    # belong to the run, and cost labels nobody reads). Only one controlled thread runs at a time,
+    # so this brief swap is not observed by other controlled code.
+    namespace = threading.__dict__
+    patched = {name: namespace[name] for name in _REAL_EVENT_PARTS}
+    namespace.update(_REAL_EVENT_PARTS)
     try:
         _real_init(self, group, target, name, args, kwargs, daemon=daemon)
     finally:
-        threading.Event = patched_event
+        namespace.update(patched)
     self._ds_logical = None
 
 
