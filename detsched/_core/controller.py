@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from detsched._core import outside
+from detsched._core import outside, pinning
 from detsched._core.clock import real_monotonic, real_sleep
 from detsched._core.execution import ExecutionResult
 from detsched._core.ops import LogicalThread
@@ -77,19 +77,16 @@ def _unwind(sched: Scheduler) -> None:
 
 
 def _pin_to_one_cpu() -> set[int] | None:
-    """Keep the controller, and so every thread it starts, on one CPU for the run; return the
-    CPUs to give back afterwards (None: nothing changed).
-
-    Only one controlled thread runs at a time, so a run loses nothing by it, and handing the baton
-    to a thread parked on the same CPU is several times faster than waking one on another CPU.
-    Processes exploring side by side pick different CPUs (by pid)."""
+    """Keep the controller, and so every thread it starts, on one CPU for the run (the quietest
+    one it may use: ``pinning``); return the CPUs to give back afterwards (None:
+    nothing changed)."""
     if not PIN_TO_ONE_CPU or not hasattr(os, "sched_setaffinity"):
         return None
     try:
         cpus = os.sched_getaffinity(0)
         if len(cpus) < 2:
             return None
-        os.sched_setaffinity(0, {sorted(cpus)[os.getpid() % len(cpus)]})
+        os.sched_setaffinity(0, {pinning.choose(cpus)})
     except OSError:  # not allowed here (some containers): run unpinned
         return None
     return cpus
