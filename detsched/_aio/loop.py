@@ -87,7 +87,11 @@ class ControlledEventLoop(asyncio.BaseEventLoop):
         self._runner = me
         # What the race detector orders tasks' first steps through (``_run_as_its_task``).
         self._first_steps = object()
-        super().run_forever()
+        outer, me.aio_loop = me.aio_loop, self
+        try:
+            super().run_forever()
+        finally:
+            me.aio_loop = outer
 
     def run_until_complete(self, future):
         first = not self._main_checked

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import types
 import warnings
 from functools import partial
 
@@ -18,11 +19,19 @@ from detsched._detect.tasks import PRIMITIVES
 from detsched._primitives.sync import make_label
 from detsched.errors import DetschedUsageError
 
+if isinstance(asyncio.current_task, types.BuiltinFunctionType):
+    _current_task = asyncio.current_task
+else:  # 3.10, 3.11: Python code around this lookup
+    _current_task = asyncio.tasks._current_tasks.get
+
 
 def _signal(me: LogicalThread) -> tuple:
-    """When and by whom a signal is sent: the step, and the running task (else the thread)."""
-    loop = asyncio.events._get_running_loop()
-    return me.sched.steps, (asyncio.current_task(loop) if loop is not None else None) or me
+    """When and by whom a signal is sent: the step, and the running task (else the thread).
+
+    The loop is the one ``me`` runs, not asked of asyncio: ``_get_running_loop()`` makes a
+    ``getpid()`` system call on 3.10 and 3.11, and this runs at every set and clear of an Event."""
+    loop = me.aio_loop
+    return me.sched.execution.steps, (_current_task(loop) if loop is not None else None) or me
 
 
 def _labelled(init):

@@ -62,7 +62,7 @@ class LogicalThread:
 
     __slots__ = ("sched", "tid", "name", "thread", "daemon", "park", "exited", "op", "finished",
                  "os_ident", "spinning", "idle", "ops", "last_poll", "sync_ops", "failed_poll", "detached",
-                 "unchecked", "race_id")
+                 "unchecked", "race_id", "aio_loop")
 
     def __init__(self, sched, tid: int, name: str, thread, daemon: bool):
         # sched: the Scheduler of its run (ops.py is below the scheduler and does not import it)
@@ -87,6 +87,8 @@ class LogicalThread:
         #: Whose accesses and synchronisation the race detector sees: its tid, or the asyncio task
         #: whose step its event loop is running.
         self.race_id = tid
+        #: The controlled event loop it is running (``ControlledEventLoop.run_forever``), else None.
+        self.aio_loop = None
 
     def __repr__(self) -> str:
         return f"T{self.tid}"
