@@ -7,7 +7,8 @@ are printed at checkpoints; the growth from the warm-up to the end is the figure
 small object per run would show as several MB here.
 
 Target: flat -- the traced growth stays within a few kB however many runs, and no OS thread
-outlives its run.
+outlives its run: the OS threads of finished logical threads wait idle to carry the next run's
+(``detsched._core.carriers``), as many as a run used, and end a second after the last run.
 
     python benchmarks/bench_memory.py [--runs N]
 """
@@ -25,6 +26,7 @@ import tracemalloc
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detsched  # noqa: E402
+from detsched._core import carriers  # noqa: E402
 
 #: Runs before the baseline is taken: long enough for every once-per-process cache to fill.
 WARM_UP = 1000
@@ -111,8 +113,12 @@ def main(argv=None) -> None:
     tracemalloc.stop()
     measured = args.runs - WARM_UP
     print(f"traced growth over the last {measured} runs: {growth / 1024:+.1f} KiB ({growth / measured:+.3f} bytes/run)")
-    print(f"OS threads after: {os_threads()} (before: {threads_before});"
+    print(f"OS threads right after: {os_threads()} (before: {threads_before});"
           f" threading.active_count(): {threading.active_count()} (before: {active_before})")
+    # Idle carriers (the OS threads of finished logical threads, waiting for the next run's) end
+    # IDLE_SECONDS after the last run: past that, every OS thread a run used must be gone.
+    time.sleep(carriers.IDLE_SECONDS + 1.0)
+    print(f"OS threads {carriers.IDLE_SECONDS + 1.0:g} s later: {os_threads()} (target: {threads_before})")
     print("allocation sites that grew most since the warm-up:")
     for stat in grown[:TOP_GROWTH]:
         print(f"  {stat.size_diff / 1024:+8.1f} KiB  {stat.count_diff:+6d} blocks  {stat.traceback}")
