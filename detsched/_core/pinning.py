@@ -24,6 +24,11 @@ LOOK_EVERY = 0.5
 #: How much quieter, as a share of one CPU's time, another CPU must have been to move there.
 MOVE_MARGIN = 0.25
 
+try:  # the unit of /proc/stat
+    _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _TICKS_PER_SECOND = 100
+
 
 class CpuChooser:
     """Chooses, run after run, the CPU to pin a run's threads to."""
@@ -91,12 +96,6 @@ class CpuChooser:
             idle = sum(values[3:5])
             ticks[cpu] = (total - idle, total)
         return ticks
-
-
-try:
-    _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-except (AttributeError, ValueError, OSError):
-    _TICKS_PER_SECOND = 100
 
 
 _chooser = CpuChooser()
