@@ -310,7 +310,8 @@ def rewrite_module(source: str, filename: str, loader=None, points: bool = True,
     reports of its memory accesses for the race detector. A module pytest loaded with its
     assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
     tree = ast.parse(source, filename)
-    if type(loader).__module__ == "_pytest.assertion.rewrite":
+    asserts_rewritten = type(loader).__module__ == "_pytest.assertion.rewrite"
+    if asserts_rewritten:
         from _pytest.assertion.rewrite import rewrite_asserts
 
         rewrite_asserts(tree, source.encode(), filename, getattr(loader, "config", None))
@@ -321,9 +322,10 @@ def rewrite_module(source: str, filename: str, loader=None, points: bool = True,
         tree = accesses.AccessRecorder(filename, tree).visit(tree)
     tree = _CallPoints().visit(tree)
     ast.fix_missing_locations(tree)
-    for node in ast.walk(tree):  # nodes pytest made can end before they start once ours are added
-        if getattr(node, "end_lineno", None) is not None and node.end_lineno < node.lineno:
-            node.end_lineno, node.end_col_offset = node.lineno, node.col_offset
+    if asserts_rewritten:
+        for node in ast.walk(tree):  # nodes pytest made can end before they start once ours are added
+            if getattr(node, "end_lineno", None) is not None and node.end_lineno < node.lineno:
+                node.end_lineno, node.end_col_offset = node.lineno, node.col_offset
     return compile(tree, filename, "exec", dont_inherit=True)
 
 
