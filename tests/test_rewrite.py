@@ -291,6 +291,50 @@ def store_points(source: str) -> list[str]:
     return announced
 
 
+MATCHING = '''
+import enum
+
+
+class Colour(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class Point:
+    __match_args__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def describe(value):
+    match value:
+        case Point(0, y=height):
+            return f"on the y axis at {height}"
+        case Colour.RED:
+            return "red"
+        case {Colour.RED: shade}:
+            return f"a red of {shade}"
+        case enum.Enum(name=name):
+            return f"another colour: {name}"
+        case _:
+            return "something else"
+
+
+def main():
+    return [describe(Point(0, 3)), describe(Colour.RED), describe({Colour.RED: "dark"}), describe(Colour.BLUE),
+            describe(1)]
+'''
+
+
+def test_class_value_and_mapping_patterns_keep_their_meaning_with_access_reports():
+    # A ``case`` names classes and values by plain names and attribute lookups only: reporting
+    # those reads would make code that does not compile, and the module would lose its race checks.
+    namespace = dict(rewrite.helpers(Points(), report_accesses=False))
+    exec(rewrite_module(MATCHING, "<rewritten>", None, points=True, accesses_checked=True), namespace)
+    assert namespace["main"]() == ["on the y axis at 3", "red", "a red of dark", "another colour: BLUE", "something else"]
+
+
 def test_a_store_in_a_nested_function_is_one_point_at_any_depth():
     source = '''
 def main():

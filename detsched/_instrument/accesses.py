@@ -160,6 +160,21 @@ class AccessRecorder(ScopedTransformer):
                     node.comparators[index] = _helper(READ_WHOLE, right, self._site(node))
         return node
 
+    # -- patterns: a ``case`` may name a class or a value only by a plain name or attribute
+    # lookup, so those stay as they are (their reads are not reported); sub-patterns are visited.
+
+    def visit_MatchValue(self, node):
+        return node
+
+    def visit_MatchClass(self, node):
+        node.patterns = [self.visit(pattern) for pattern in node.patterns]
+        node.kwd_patterns = [self.visit(pattern) for pattern in node.kwd_patterns]
+        return node
+
+    def visit_MatchMapping(self, node):
+        node.patterns = [self.visit(pattern) for pattern in node.patterns]
+        return node
+
     def visit_For(self, node):
         self.generic_visit(node)
         if self._in_function():
