@@ -48,26 +48,31 @@ def chooser(machine, pid):
     return made
 
 
+@pytest.fixture
+def on_cpu_0(tmp_path, monkeypatch):
+    """Two CPUs, and a chooser that has had its first look and picked CPU 0 (its pid's)."""
+    machine = Machine(tmp_path, monkeypatch)
+    cpus = chooser(machine, pid=10)
+    assert cpus.choose({0, 1}) == 0
+    return machine, cpus
+
+
 @pytest.mark.parametrize("pid, first", [(10, 0), (11, 1)])
 def test_the_first_choice_is_the_pids_cpu_among_the_allowed(tmp_path, monkeypatch, pid, first):
     machine = Machine(tmp_path, monkeypatch)
     assert chooser(machine, pid).choose({0, 1}) == first
 
 
-def test_it_moves_off_a_cpu_another_process_keeps_busy_and_stays_there(tmp_path, monkeypatch):
-    machine = Machine(tmp_path, monkeypatch)
-    cpus = chooser(machine, pid=10)
-    assert cpus.choose({0, 1}) == 0
+def test_it_moves_off_a_cpu_another_process_keeps_busy_and_stays_there(on_cpu_0):
+    machine, cpus = on_cpu_0
     machine.second_passes([0.5, 0.0], own_cpu=0)  # someone else spins on CPU 0 beside us
     assert cpus.choose({0, 1}) == 1
     machine.second_passes([0.5, 0.0], own_cpu=1, own_share=1.0)  # our own work on CPU 1 is not held against it
     assert cpus.choose({0, 1}) == 1
 
 
-def test_a_small_difference_in_load_does_not_move_it(tmp_path, monkeypatch):
-    machine = Machine(tmp_path, monkeypatch)
-    cpus = chooser(machine, pid=10)
-    cpus.choose({0, 1})
+def test_a_small_difference_in_load_does_not_move_it(on_cpu_0):
+    machine, cpus = on_cpu_0
     machine.second_passes([0.2, 0.05], own_cpu=0)
     assert cpus.choose({0, 1}) == 0
 
@@ -80,10 +85,8 @@ def test_only_allowed_cpus_are_chosen(tmp_path, monkeypatch):
     assert cpus.choose({1, 2}) == 2
 
 
-def test_it_looks_again_only_after_a_while(tmp_path, monkeypatch):
-    machine = Machine(tmp_path, monkeypatch)
-    cpus = chooser(machine, pid=10)
-    cpus.choose({0, 1})
+def test_it_looks_again_only_after_a_while(on_cpu_0):
+    machine, cpus = on_cpu_0
     machine.second_passes([0.5, 0.0], own_cpu=0)
     machine.now = cpus._next_look - 0.01  # the busy second is there, but it is not time to look
     assert cpus.choose({0, 1}) == 0
