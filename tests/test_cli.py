@@ -314,16 +314,37 @@ def test_jobs_spend_the_runs_together_when_a_dfs_tree_is_larger(target, capsys):
     assert "passed: no failure in 2 runs (strategy=dfs, seed=0)" in capsys.readouterr().out
 
 
-def test_jobs_do_not_split_a_dpor_search(target, capsys):
-    assert main(["run", f"{target}::main", "--strategy", "dpor", "--jobs", "2"]) == 2
-    assert "the runs of a dpor exploration depend on the runs before them: run it without --jobs" in capsys.readouterr().err
+@pytest.mark.parametrize("test, runs, code, outcome", [
+    ("producer_consumer.py::main", "3000", 1, "FAILED (exception) after 110 runs"),  # in a part taken in after others
+    ("pipeline.py::fixed", "3000", 0, "verified: 717 schedules cover every interleaving"),
+    ("pipeline.py::fixed", "300", 0, "passed: no failure in 300 runs"),  # the budget ends inside a part
+])
+def test_jobs_share_a_dpor_search_and_report_what_one_process_reports(capsys, test, runs, code, outcome):
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["run", f"examples/{test}", "--strategy", "dpor", "--runs", runs, "--jobs", jobs]) == code
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].startswith(outcome)
+
+
+def test_jobs_share_a_bounded_dpor_search(capsys):
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["run", "examples/actor_mailbox.py::fixed", "--strategy", "dpor", "--preemption-bound", "1",
+                     "--jobs", jobs]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].startswith("verified up to 1 preemption: 229 schedules ")
 
 
 def test_jobs_refuse_a_bound_the_strategy_does_not_take(target, capsys):
     assert main(["run", f"{target}::main", "--preemption-bound", "iterative", "--jobs", "2"]) == 2
     assert "a preemption bound is for strategies 'dfs' and 'dpor', not 'pct'" in capsys.readouterr().err
-    assert main(["run", f"{target}::main", "--strategy", "dfs", "--preemption-bound", "iterative", "--jobs", "2"]) == 2
-    assert "--jobs does not split an iterative search" in capsys.readouterr().err
+    for strategy in ("dfs", "dpor"):
+        assert main(["run", f"{target}::main", "--strategy", strategy, "--preemption-bound", "iterative",
+                     "--jobs", "2"]) == 2
+        assert "--jobs does not split an iterative search" in capsys.readouterr().err
 
 
 def test_jobs_take_no_time_budget(target, capsys):

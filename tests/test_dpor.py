@@ -7,6 +7,7 @@ the rest run real threads under the scheduler.
 
 import itertools
 import math
+import random
 import threading
 
 import pytest
@@ -153,6 +154,44 @@ def test_shards_of_a_dfs_search_run_every_schedule_once_between_them(threads, co
         others |= {order for order, own in zip(orders, part.owned) if not own}
     assert sorted(owned) == sorted(whole)  # every schedule in exactly one shard
     assert others <= set(whole)  # the rest are other shards' schedules, run to find their groups
+
+
+def explore_split(threads, *, seed, runs_per_part, bound=None):
+    """``explore_program`` for ``PartialOrder`` with its search shared out as ``--jobs`` shares it:
+    parts of at most ``runs_per_part`` runs, searched ahead of their turn as the search forecasts
+    them (some of them, picked by ``seed``), taken in by the search in its own order; the orders of
+    the runs taken in."""
+    rng = random.Random(seed)
+    search, ahead, orders = PartialOrder(preemption_bound=bound), {}, []
+    while not search.finished:
+        head = search.next_subtree()
+        if head.key in ahead:
+            part, its_orders = ahead.pop(head.key)
+            search.merge(part)
+            orders += its_orders
+            continue
+        coming = search.forecast(lambda key: ahead[key][0] if key in ahead else None,
+                                 lambda key: key not in ahead and rng.random() < 0.7)
+        for subtree in itertools.islice(coming, rng.randint(1, 3)):
+            ahead[subtree.key] = search_part(subtree, threads, runs_per_part, bound)
+    return orders
+
+
+def search_part(subtree, threads, runs, bound):
+    part, orders = PartialOrder.below(subtree, preemption_bound=bound), []
+    for run in range(runs):
+        part.new_execution(run)
+        orders.append(run_program(part, threads))
+        if part.exhausted:
+            break
+    return part.part(), orders
+
+
+@settings(max_examples=150, deadline=None)
+@given(programs, st.integers(0, 2 ** 16), st.integers(1, 4), st.sampled_from([None, 0, 1, 2]))
+def test_a_search_shared_out_in_parts_runs_the_schedules_of_one_search_in_its_order(threads, seed, runs, bound):
+    assert explore_split(threads, seed=seed, runs_per_part=runs, bound=bound) == explore_program(
+        PartialOrder(preemption_bound=bound), threads)
 
 
 def test_dfs_estimates_the_schedules_left_and_ends_at_none_left():

@@ -249,6 +249,18 @@ def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callab
     return SearchPart(ran, sizes, failing, exhausted, chooser.diverged)
 
 
+class Runner:
+    """Runs of one target in one process, under any chooser, after one warm-up: the worker's side
+    of a search shared between processes, which runs a part of it at a time."""
+
+    def __init__(self, target, **options):
+        self.target, _, self.limits, self.points = _prepare(target, 1, **options)
+        self.warm_up = warm_up(self.target, self.limits, self.points)
+
+    def run(self, chooser, run_index: int) -> ExecutionResult:
+        return run_once(self.target, chooser, run_index, self.limits, points=self.points)
+
+
 def report_of_run(target, positions: tuple, *, run_index: int, strategy: str, **options) -> Report | None:
     """The report ``explore`` makes of a failing run, from the run's ``positions`` (its deviations
     from the default policy): replayed, shrunk and explained. None if the replay passes."""

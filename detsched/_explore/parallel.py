@@ -19,25 +19,33 @@ schedules to other parts.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from detsched import settings
 from detsched._core.clock import real_monotonic
-from detsched._explore.explorer import SearchPart, explore, first_failing_run, report_of_run, search_part
+from detsched._explore.explorer import (Runner, SearchPart, explore, first_failing_run, report_of_run,
+                                       search_part)
 from detsched._report.failure import Report
 from detsched.errors import DetschedUsageError
-from detsched.strategies import make_strategy
+from detsched.strategies import PartialOrder, make_strategy
+from detsched.strategies.dpor import Part, Subtree
 from detsched.strategies.registry import SEARCH_OPTIONS
 
 #: Strategies whose runs are independent of each other, so that slices of them can run anywhere.
 SPLITTABLE = ("pct", "random")
 #: Strategies whose search tree is split between the jobs.
-TREE_SPLIT = ("dfs",)
+TREE_SPLIT = ("dfs", "dpor")
 #: Slices per worker: enough that a worker which finishes early takes another, few enough that
 #: each slice's warm-up run costs little.
 SLICES_PER_JOB = 4
+#: Schedules a worker runs of one part of a ``dpor`` search before it reports back: enough that
+#: sending the part out costs little, few enough that a search deep in one part soon shares it.
+PART_RUNS = 32
+#: Searched parts of a ``dpor`` search kept for their turn, per job.
+KEPT_PER_JOB = 16
 
 
 def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **options) -> Report:
@@ -47,8 +55,13 @@ def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **o
     make_strategy(strategy, seed=0, depth=options.get("depth", settings.DEPTH),
                   **{name: 0 if options[name] == settings.ITERATIVE else options[name]
                      for name in SEARCH_OPTIONS if options.get(name) is not None})
-    if strategy in TREE_SPLIT:
+    if strategy in TREE_SPLIT and options.get("preemption_bound") == settings.ITERATIVE:
+        raise DetschedUsageError("--jobs does not split an iterative search (--preemption-bound iterative): give "
+                                 "a fixed bound, or run it without --jobs")
+    if strategy == "dfs":
         return _search_in_parallel(target, jobs, runs=runs, **options)
+    if strategy == "dpor":
+        return _share_a_search(target, jobs, runs=runs, **options)
     if strategy not in SPLITTABLE:
         raise DetschedUsageError(
             f"--jobs splits the runs of {' and '.join(SPLITTABLE)} and the search tree of {' and '.join(TREE_SPLIT)}; "
@@ -80,9 +93,6 @@ def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **o
 def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Report:
     """A ``dfs`` search with its tree split into ``jobs`` shards, one per worker process."""
     started = real_monotonic()
-    if options.get("preemption_bound") == settings.ITERATIVE:
-        raise DetschedUsageError("--jobs does not split an iterative search (--preemption-bound iterative): give "
-                                 "a fixed bound, or run it without --jobs")
     shared_runs = _CONTEXT.Value("q", jobs)  # every shard's first run
     first_failing = _CONTEXT.Value("q", _NONE_YET)
     with _pool(jobs, initializer=_share, initargs=(shared_runs, first_failing, runs)) as pool:
@@ -138,6 +148,126 @@ def _keep_going(group: int) -> bool:
     with shared_runs.get_lock():
         shared_runs.value += 1
         return shared_runs.value <= runs
+
+
+def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int | None = None,
+                    **options) -> Report:
+    """A ``dpor`` search run in this process, with its parts searched by ``jobs`` worker processes."""
+    started = real_monotonic()
+    search = PartialOrder(preemption_bound=preemption_bound)
+    stop = _CONTEXT.Value("b", 0)
+    searched: dict[tuple, _Searched] = {}  # Subtree.key -> what a worker found there
+    sent: dict = {}  # future -> the Subtree.key it searches
+    ran, failing, escapes = 0, None, {}
+    with _pool(jobs, initializer=_start_part_worker,
+               initargs=(_portable(target), _explored(options), preemption_bound, stop)) as pool:
+        while not search.finished and ran < runs and failing is None:
+            head = searched.pop(search.next_subtree().key, None)
+            if head is None:
+                _send_ahead(search, searched, sent, lambda subtree, left: pool.submit(_search_part, subtree, left),
+                            jobs, runs - ran)
+                finished, _ = wait(sent, return_when=FIRST_COMPLETED)
+                searched.update((sent.pop(future), future.result()) for future in finished)
+                continue
+            if head.warm_up_failed or head.part.diverged:
+                # One process's search reports these (the warm-up's failure, or a program whose
+                # decisions changed under a replayed prefix) as it always does.
+                failing = "serial"
+                break
+            if not ran:
+                escapes.update(head.warm_up_escapes)
+            left = runs - ran
+            escapes.update((key, text) for key, (run, text) in head.escapes if run < left and key not in escapes)
+            if head.failing is not None and head.failing[0] < left:
+                failing = (ran + head.failing[0], head.failing[1])
+            elif head.part.schedules > left:
+                ran = runs  # the budget ends inside this part
+            else:
+                search.merge(head.part)
+                ran += head.part.schedules
+        stop.value = 1
+        for future in sent:
+            future.cancel()
+    options = dict(options, preemption_bound=preemption_bound)
+    outcome = {"uncontrolled": tuple(escapes.values())}
+    if failing == "serial":
+        return explore(target, runs=runs, strategy="dpor", **options)
+    if failing is None:
+        exhausted = search.finished
+        return _passed(ran if exhausted else runs, "dpor", options, started, exhausted=exhausted,
+                       bound=preemption_bound, **outcome)
+    index, positions = failing
+    report = report_of_run(target, positions, run_index=index, strategy="dpor", **_explored(options))
+    if report is None:  # it did not fail again: search for it here, in order, as one process would
+        return explore(target, runs=runs, strategy="dpor", **options)
+    return dataclasses.replace(report, elapsed=real_monotonic() - started, **outcome)
+
+
+def _send_ahead(search: PartialOrder, searched: dict, sent: dict, submit, jobs: int, runs: int) -> None:
+    """Give every idle worker the first part of ``search`` to come that no worker searched or is
+    searching."""
+    def wanted(key: tuple) -> bool:
+        return key not in searched and key not in sent.values()
+
+    coming = search.forecast(lambda key: _usable(searched.get(key)), wanted)
+    for subtree in itertools.islice(coming, jobs - len(sent)):
+        sent[submit(subtree, min(PART_RUNS, runs))] = subtree.key
+    while len(searched) > KEPT_PER_JOB * jobs:  # the oldest are likely for parts that no longer come
+        del searched[next(iter(searched))]
+
+
+def _usable(found: _Searched | None) -> Part | None:
+    """What a part found, to forecast from: nothing if it ends the search or ran none."""
+    if found is None or found.part is None or found.failing is not None or found.part.diverged:
+        return None
+    return found.part
+
+
+@dataclasses.dataclass(frozen=True)
+class _Searched:
+    """What a worker found searching one part of a ``dpor`` search."""
+
+    part: Part | None
+    failing: tuple[int, tuple] | None = None  # (its runs before the first failing one, that one's positions)
+    escapes: tuple = ()  # (Escape.key, (its run that first touched it, Escape.text)), first first
+    warm_up_escapes: tuple = ()  # (Escape.key, Escape.text) of the worker's warm-up run
+    warm_up_failed: bool = False
+
+
+# Set in each worker process by ``_start_part_worker``: (target, options, preemption bound, stop
+# flag), and its Runner once it made one.
+_part_worker: tuple = ()
+_runner: Runner | None = None
+
+
+def _start_part_worker(target: str, options: dict, preemption_bound: int | None, stop) -> None:
+    global _part_worker, _runner
+    _part_worker, _runner = (target, options, preemption_bound, stop), None
+
+
+def _search_part(subtree: Subtree, runs: int) -> _Searched:
+    """At most ``runs`` schedules of ``subtree``, up to the first failing one (``PartialOrder.below``)."""
+    global _runner
+    target, options, preemption_bound, stop = _part_worker
+    if _runner is None:
+        _runner = Runner(target, **options)
+    warm_up = tuple((escape.key, escape.text) for escape in _runner.warm_up.escapes)
+    if _runner.warm_up.failure is not None:
+        return _Searched(None, warm_up_failed=True)
+    search = PartialOrder.below(subtree, preemption_bound=preemption_bound)
+    failing, escapes = None, {}
+    for run in range(runs):
+        if stop.value:
+            break
+        result = _runner.run(search, run)
+        for escape in result.escapes:
+            escapes.setdefault(escape.key, (run, escape.text))
+        if result.failure is not None:
+            failing = (run, tuple(result.positions))
+            break
+        if search.diverged or search.exhausted:
+            break
+    return _Searched(search.part(), failing, tuple(escapes.items()), warm_up)
 
 
 def _passed(runs: int, strategy: str, options: dict, started: float, **outcome) -> Report:

@@ -36,8 +36,8 @@ clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Sequence
 
 from detsched._core.footprints import Footprints, Step, dependent
 from detsched.strategies.ordering import check_bound, options_in_order, preempts, within_bound
@@ -76,6 +76,11 @@ class PartialOrder:
         self.pruned = False  # the bound left out a schedule: a larger one would run more
         self._footprints: Footprints | None = None  # of the run in progress, until it is analysed
         self._blocked = False  # the run in progress reached a decision where all were asleep
+        # Searching a subtree for another process (``below``): decisions up to ``floor`` are that
+        # process's, so backtrack points found for them are logged for it, not added.
+        # Invariant: path[:floor + 1] only changes as the run in progress replays it.
+        self.floor = -1
+        self.log: list[tuple] = []  # ("race", decision, candidates, preempted) or ("bound", decision, option)
 
     def calibrate(self, decisions: int) -> None:
         pass
@@ -96,7 +101,7 @@ class PartialOrder:
     def exhausted(self) -> bool:
         """Whether every class of interleavings (within the bound) has had its run."""
         self._analyse()
-        return not any(self._next_option(node) is not None for node in self.path[:self.position])
+        return not any(self._next_option(node) is not None for node in self.path[self.floor + 1:self.position])
 
     # ------------------------------------------------------------------ during a run
 
@@ -179,6 +184,9 @@ class PartialOrder:
         return self.path[step.decision].options
 
     def _add(self, decision: int, candidates: list[int], preempted: int) -> None:
+        if decision <= self.floor:
+            self.log.append(("race", decision, tuple(candidates), preempted))
+            return
         node = self.path[decision]
         tried = node.backtrack | node.explored.keys() | {node.taken}
         if any(tid in tried for tid in candidates):
@@ -195,7 +203,10 @@ class PartialOrder:
                 for earlier in range(self._run_began(decision, preempted), decision):
                     before = self.path[earlier]
                     if not before.data and option in before.options and self._within_bound(before, option):
-                        before.backtrack.add(option)
+                        if earlier <= self.floor:
+                            self.log.append(("bound", earlier, option))
+                        else:
+                            before.backtrack.add(option)
 
     def _within_bound(self, node: _Node, option: int) -> bool:
         if within_bound(self.preemption_bound, node.current, node.preemptions_before, option):
@@ -211,9 +222,11 @@ class PartialOrder:
                 return index
         return 0
 
-    def _next_option(self, node: _Node) -> int | None:
+    def _next_option(self, node: _Node, explored: dict | None = None) -> int | None:
+        """The option ``node`` is to take next (once ``explored`` holds those it took, if given)."""
+        explored = node.explored if explored is None else explored
         for option in node.options:
-            if (option in node.backtrack and option != node.taken and option not in node.explored
+            if (option in node.backtrack and option != node.taken and option not in explored
                     and (node.data or option not in node.sleep)):
                 return option
         return None
@@ -223,7 +236,7 @@ class PartialOrder:
         if self.position < self.replaying:
             self.diverged = True  # the last run ended before the decision it was sent down
         del self.path[self.position:]
-        while self.path:
+        while len(self.path) > self.floor + 1:
             node = self.path[-1]
             option = self._next_option(node)
             if option is not None:
@@ -232,6 +245,117 @@ class PartialOrder:
                 self.replaying = len(self.path)
                 return
             self.path.pop()
+
+    # ------------------------------------------------------------------ split between processes
+    #
+    # A search can be shared without changing a schedule it runs: the rest of decision d's options
+    # (with the subtrees under them) depends only on the decisions down to d, and what it finds for
+    # decisions above d is only used once d has none left. So another process can search that rest
+    # (``below``), logging the backtrack points it finds above d; this search takes them in
+    # (``merge``) in its own order, as if it had run those schedules itself.
+
+    @property
+    def finished(self) -> bool:
+        """Whether a search that takes its runs in by ``merge`` has nothing left to run."""
+        return self.schedules > 0 and not self.path
+
+    def next_subtree(self) -> Subtree:
+        """The rest of the decision this search is at (of the whole tree, before its first run)."""
+        if not self.path:
+            return Subtree((), ())
+        return Subtree((*map(_bare, self.path[:-1]), _copy(self.path[-1])), self._next_key())
+
+    def _next_key(self) -> tuple:
+        """The ``Subtree.key`` of ``next_subtree()``."""
+        if not self.path:
+            return ()
+        root = self.path[-1]
+        return tuple(node.taken for node in self.path), tuple(sorted(root.explored)), tuple(sorted(root.backtrack))
+
+    def forecast(self, searched: Callable[[tuple], Part | None], wanted: Callable[[tuple], bool]) -> Iterator[Subtree]:
+        """The subtrees this search takes in from now on whose key is ``wanted``, in order, if it
+        takes in each part ``searched`` has (by key) as it is, and every other adds no backtrack
+        point above its subtree."""
+        ahead = PartialOrder(preemption_bound=self.preemption_bound)
+        ahead.path = list(map(_copy, self.path))
+        ahead.schedules = self.schedules
+        while not ahead.finished:
+            key = ahead._next_key()
+            if wanted(key):
+                yield ahead.next_subtree()
+            ahead.merge(searched(key) or _NOTHING_FOUND)
+
+    @classmethod
+    def below(cls, subtree: Subtree, *, preemption_bound: int | None = None) -> PartialOrder:
+        """A search of ``subtree`` alone, to ``merge`` into the search it came from."""
+        search = cls(preemption_bound=preemption_bound)
+        search.path = list(map(_copy, subtree.path))
+        search.floor = max(len(subtree.path) - 2, -1)
+        search.replaying = len(subtree.path)
+        return search
+
+    def part(self) -> Part:
+        """What this search of a subtree found, once it stops: everything ``merge`` takes in."""
+        rest = None
+        if not self.exhausted:  # (analysing the last run) stopped before the end: where it goes on
+            self._advance()
+            rest = tuple(self.path[self.floor + 1:])
+        return Part(tuple(self.log), rest, self.schedules, self.redundant, self.pruned, self.diverged)
+
+    def merge(self, part: Part) -> None:
+        """Take in the search of ``next_subtree()``, as if this search had run its schedules."""
+        for kind, decision, *found in part.log:
+            if kind == "race":
+                self._add(decision, *found)
+            else:
+                self.path[decision].backtrack.add(found[0])
+        self.schedules += part.schedules
+        self.redundant += part.redundant
+        self.pruned = self.pruned or part.pruned
+        self.diverged = self.diverged or part.diverged
+        depth = max(len(self.path) - 1, 0)
+        if part.rest is not None:
+            self.path[depth:] = map(_copy, part.rest)  # the part stays as found: a forecast takes it in too
+        else:  # that decision has no option left: move on above it
+            del self.path[depth:]
+            self.position, self.replaying = len(self.path), 0
+            self._advance()
+
+
+def _copy(node: _Node) -> _Node:
+    return replace(node, explored=dict(node.explored), backtrack=set(node.backtrack))
+
+
+def _bare(node: _Node) -> _Node:
+    """``node`` as a search below it needs it: what it took and what bounds the options there."""
+    return _Node(node.options, node.data, node.current, node.preemptions_before, 0, node.taken, {})
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """The rest of one decision's options, and the schedules under them: ``path`` holds every
+    decision down to it, the last with its search state (taking an option not run there yet)."""
+
+    path: tuple[_Node, ...]
+    #: Equal for two subtrees whose searches run the same schedules and find the same: what the
+    #: decisions down to it took, and what was run and is to be run at the last.
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the search of a ``Subtree`` found."""
+
+    log: tuple[tuple, ...]  # backtrack points for decisions above the subtree, in the order found
+    rest: tuple[_Node, ...] | None  # the subtree's decisions where its search goes on, or None when done
+    schedules: int
+    redundant: int
+    pruned: bool
+    diverged: bool
+
+
+#: A subtree's search that ran its one schedule and added no backtrack point above it.
+_NOTHING_FOUND = Part((), None, 1, 0, False, False)
 
 
 def races(steps: Sequence[Step], enabled) -> tuple[list[tuple[int, int]], list[dict[int, int]]]:
