@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-budget", type=_argument(settings.parse_time_budget), default=None, metavar="SECONDS",
                      help="start no run once SECONDS of wall time are spent (the report says it stopped there)")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                     help="explore in N worker processes: pct and random split their runs, dfs its search tree; "
-                          "the report is the same for every N (unless the runs end before a dfs search)")
+                     help="explore in N worker processes: pct and random split their runs, dfs its search tree, "
+                          "dpor has its parts searched ahead; the report is the same for every N (unless the runs "
+                          "end before a dfs search)")
     run.add_argument("--preemption", choices=settings.PREEMPTION_MODELS, default=None,
                      help="where threads may switch besides synchronisation: free-threaded (also between two "
                           "statements, at stores; the default) or gil (only where GIL CPython switches: "
