@@ -158,39 +158,41 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
     stop = _CONTEXT.Value("b", 0)
     searched: dict[tuple, _Searched] = {}  # Subtree.key -> what a worker found there
     sent: dict = {}  # future -> the Subtree.key it searches
-    ran, failing, escapes = 0, None, {}
+    ran, failing, escapes, in_one_process = 0, None, {}, False
     with _pool(jobs, initializer=_start_part_worker,
                initargs=(_portable(target), _explored(options), preemption_bound, stop)) as pool:
-        while not search.finished and ran < runs and failing is None:
-            head = searched.pop(search.next_subtree().key, None)
-            if head is None:
-                _send_ahead(search, searched, sent, lambda subtree, left: pool.submit(_search_part, subtree, left),
-                            jobs, runs - ran)
-                finished, _ = wait(sent, return_when=FIRST_COMPLETED)
-                searched.update((sent.pop(future), future.result()) for future in finished)
-                continue
-            if head.warm_up_failed or head.part.diverged:
-                # One process's search reports these (the warm-up's failure, or a program whose
-                # decisions changed under a replayed prefix) as it always does.
-                failing = "serial"
-                break
-            if not ran:
-                escapes.update(head.warm_up_escapes)
-            left = runs - ran
-            escapes.update((key, text) for key, (run, text) in head.escapes if run < left and key not in escapes)
-            if head.failing is not None and head.failing[0] < left:
-                failing = (ran + head.failing[0], head.failing[1])
-            elif head.part.schedules > left:
-                ran = runs  # the budget ends inside this part
-            else:
-                search.merge(head.part)
-                ran += head.part.schedules
-        stop.value = 1
-        for future in sent:
-            future.cancel()
+        try:
+            while not search.finished and ran < runs and failing is None and not in_one_process:
+                head = searched.pop(search.next_subtree().key, None)
+                if head is None:
+                    _send_ahead(search, searched, sent, lambda subtree, left: pool.submit(_search_part, subtree, left),
+                                jobs, runs - ran)
+                    finished, _ = wait(sent, return_when=FIRST_COMPLETED)
+                    searched.update((sent.pop(future), future.result()) for future in finished)
+                    continue
+                if head.warm_up_failed or head.part.diverged:
+                    # One process's search reports these (the warm-up's failure, or a program whose
+                    # decisions changed under a replayed prefix) as it always does.
+                    in_one_process = True
+                    continue
+                if not ran:
+                    escapes.update(head.warm_up_escapes)
+                left = runs - ran
+                escapes.update((key, text) for key, (run, text) in head.escapes if run < left and key not in escapes)
+                if head.failing is not None and head.failing[0] < left:
+                    failing = (ran + head.failing[0], head.failing[1])
+                elif head.part.schedules > left:
+                    ran = runs  # the budget ends inside this part
+                else:
+                    search.merge(head.part)
+                    ran += head.part.schedules
+        finally:  # workers still searching stop after the run they are in
+            stop.value = 1
+            for future in sent:
+                future.cancel()
     options = dict(options, preemption_bound=preemption_bound)
     outcome = {"uncontrolled": tuple(escapes.values())}
-    if failing == "serial":
+    if in_one_process:
         return explore(target, runs=runs, strategy="dpor", **options)
     if failing is None:
         exhausted = search.finished
