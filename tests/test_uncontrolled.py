@@ -2,7 +2,9 @@
 their uses of the run's primitives, listed in every report (pass or fail) and in the plugin's summary."""
 
 import contextlib
+import select
 import threading
+import time
 
 import pytest
 
@@ -93,6 +95,34 @@ def test_a_failing_report_lists_them_as_well():
         report = detsched.explore(lost_update, runs=200, races=False)
     assert report.failure is not None and len(report.uncontrolled) == 1
     assert "\nnot under control (1 finding;" in str(report)
+
+
+def test_a_thread_that_goes_on_after_its_run_was_stopped_is_named(monkeypatch):
+    from detsched._core import controller
+
+    monkeypatch.setattr(controller, "UNWIND_TIMEOUT", 0.2)
+
+    def fails_while_a_worker_waits():
+        def stubborn():
+            waiting.set()
+            try:
+                never.wait()
+            except BaseException:  # the exception that stops it at the run's end
+                select.select([], [], [], 0.6)  # waits in a C call: nothing can stop it there
+                raise
+
+        waiting, never = threading.Event(), threading.Event()
+        threading.Thread(target=stubborn, name="stubborn").start()
+        waiting.wait()
+        raise AssertionError("the main thread fails while the worker waits")
+
+    report = detsched.explore(fails_while_a_worker_waits, runs=1)
+    deadline = time.monotonic() + 30
+    while any(thread.name == "stubborn" for thread in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # its waits end: the tests after this one must not see it
+    assert report.failure is not None and report.failure.kind == "exception"
+    (finding,) = report.uncontrolled
+    assert finding.startswith("thread 'stubborn' was still running 0.2 s after its run was stopped")
 
 
 def test_threads_of_test_tools_and_the_standard_library_are_not_findings():

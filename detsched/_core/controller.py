@@ -65,15 +65,25 @@ def _unwind(sched: Scheduler) -> None:
             # point in it). One blocked in a C call (real I/O, a real lock) is left as it is.
             if _runs_python(t):
                 _interrupt(t)
-                if t.exited.acquire(timeout=UNWIND_TIMEOUT):
-                    t.exited.release()
+                _wait_for_exit(sched, t)
             continue
         if t.park.locked() and not t.finished:
             t.park.release()
         if t.detached:
             continue  # goes on outside control: nothing to wait for
-        if t.exited.acquire(timeout=UNWIND_TIMEOUT):
-            t.exited.release()
+        _wait_for_exit(sched, t)
+
+
+def _wait_for_exit(sched: Scheduler, thread) -> None:
+    """Wait for a stopped thread to end; one that does not is a finding of the run, not a silence."""
+    if thread.exited.acquire(timeout=UNWIND_TIMEOUT):
+        thread.exited.release()
+        return
+    sched.execution.escapes.append(outside.Escape(
+        ("outlived", thread.name),
+        f"thread {thread.name!r} was still running {UNWIND_TIMEOUT:g} s after its run was stopped (it went on "
+        "after the run's end, e.g. catching the exception that stops it, or waiting in a C call), so it may "
+        "have run beside later runs"))
 
 
 def _pin_to_one_cpu() -> set[int] | None:
