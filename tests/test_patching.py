@@ -5,6 +5,7 @@ import concurrent.futures
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 
@@ -62,6 +63,26 @@ def test_names_bound_at_import_are_controlled(make_module):
     assert type(module.LOCK) is type(threading.Lock())  # the real lock is back
     assert module.JOBS.get_nowait() == "first"  # module state is the same before every run
     assert not module.READY.is_set()
+
+
+def test_a_module_under_two_names_is_scanned_once_and_kept(make_module, monkeypatch):
+    # as multiprocessing makes __main__ also __mp_main__: the names it binds are swapped once per
+    # run, and its scan (and the rewriting of its functions) is not made again every run
+    from detsched._instrument.scan import SCANS
+
+    module = make_module("two_names", """
+        from threading import Lock
+
+        def main():
+            with Lock():
+                pass
+    """)
+    monkeypatch.setitem(sys.modules, "two_names_again", module)
+    assert detsched.explore(module.main, runs=2).failure is None
+    scans = [scan for scan in SCANS.current() if scan.module is module]
+    assert detsched.explore(module.main, runs=5).failure is None
+    assert len(scans) == 1 and [scan for scan in SCANS.current() if scan.module is module] == scans
+    assert module.Lock is threading.Lock  # the real one is back
 
 
 def test_stdlib_restored_after_a_failure(make_module):

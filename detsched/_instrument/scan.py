@@ -232,10 +232,16 @@ class ModuleScans:
         seen = (len(sys.modules), next(reversed(sys.modules), None))
         if seen != self._modules_seen:
             self._modules_seen = seen
+            # A module under two names (``__main__`` is also ``__mp_main__`` once multiprocessing is
+            # imported) is scanned once, under its first: two scans would swap the same names twice,
+            # the second would find its real value gone and have the module scanned again every run.
+            scanned = {id(scan.module) for scan in scans.values()}
             for name, module in list(sys.modules.items()):
                 scan = scans.get(name)
-                if (scan is None or scan.module is not module) and module is not None and _is_user_module(module):
+                if (scan is None or scan.module is not module) and module is not None and id(module) not in scanned \
+                        and _is_user_module(module):
                     scans[name] = _ModuleScan(module)
+                    scanned.add(id(module))
             for name in [n for n in scans if sys.modules.get(n) is not scans[n].module]:
                 del scans[name]
         for name, scan in list(scans.items()):
