@@ -303,6 +303,11 @@ def _is_generator(function: ast.FunctionDef) -> bool:
     return False
 
 
+def rewrites_asserts(loader) -> bool:
+    """Whether ``loader`` is pytest's, which rewrites a test module's asserts as it loads it."""
+    return type(loader).__module__ == "_pytest.assertion.rewrite"
+
+
 def rewrite_module(source: str, filename: str, loader=None, points: bool = True,
                    accesses_checked: bool = False) -> types.CodeType:
     """Compile ``source`` with store points and call points in every function (without them when
@@ -310,7 +315,7 @@ def rewrite_module(source: str, filename: str, loader=None, points: bool = True,
     reports of its memory accesses for the race detector. A module pytest loaded with its
     assertion rewriting gets that rewriting too, so failed asserts keep their explanations."""
     tree = ast.parse(source, filename)
-    asserts_rewritten = type(loader).__module__ == "_pytest.assertion.rewrite"
+    asserts_rewritten = rewrites_asserts(loader)
     if asserts_rewritten:
         from _pytest.assertion.rewrite import rewrite_asserts
 

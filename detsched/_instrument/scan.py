@@ -16,7 +16,7 @@ import types
 import warnings
 
 from detsched._core.frames import INFRASTRUCTURE, is_project_file, is_user_file
-from detsched._instrument import rewrite
+from detsched._instrument import cache, rewrite
 from detsched._instrument.patches import MISSING, REAL_TWINS
 from detsched._primitives import futures, queues, sync
 from detsched.errors import InstrumentWarning
@@ -185,10 +185,17 @@ def _compile(module, points: bool, races: bool = False) -> dict[tuple[str, int],
     except (OSError, UnicodeDecodeError):
         return {}  # source gone or unreadable: the module runs as it is
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    kind = cache.kind_of(loader, points, races)
+    kept = cache.load(source, path, kind)
+    if kept is not None:
+        return rewrite.code_objects(kept)
     try:
-        return rewrite.code_objects(rewrite.rewrite_module(source, path, loader, points, races))
+        code = rewrite.rewrite_module(source, path, loader, points, races)
     except Exception as exc:  # a construct the rewriter gets wrong must not take the module's run down
         problem = exc
+    else:
+        cache.store(source, path, kind, code)
+        return rewrite.code_objects(code)
     if isinstance(problem, SyntaxError) and not _parses(source, path):
         return {}  # the file on disk is not the module's code any more (edited since the import)
     fallback = "its accesses are not checked for races" if races else "its functions get no scheduling points"
