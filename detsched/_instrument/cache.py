@@ -85,7 +85,11 @@ def _entry(path: str, kind: str) -> str | None:
     root = directory()
     if root is None:
         return None
-    name = hashlib.sha256(f"{path}\0{kind}\0{_rewriter()}".encode()).hexdigest()[:32]
+    try:
+        rewriter = _rewriter()
+    except OSError:  # the rewriter's source is not there to read (a zipped install): keep nothing
+        return None
+    name = hashlib.sha256(f"{path}\0{kind}\0{rewriter}".encode()).hexdigest()[:32]
     return os.path.join(root, "rewritten", f"{name}.code")
 
 
