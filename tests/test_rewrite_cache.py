@@ -77,7 +77,7 @@ def test_a_damaged_entry_is_rewritten_and_replaced(kept, make_module):
     (kept / "rewritten" / entry).write_bytes(b"not marshalled code")
     assert scan._compile(module, points=True).keys() == expected.keys()
     with open(module.__file__) as handle:
-        assert cache.load(handle.read(), module.__file__, "points") is not None  # replaced by a good one
+        assert cache.Entry(handle.read(), module.__file__, "points").load() is not None  # replaced by a good one
 
 
 def test_an_empty_cache_dir_turns_it_off(tmp_path, make_module, monkeypatch):

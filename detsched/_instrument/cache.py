@@ -49,39 +49,44 @@ def kind_of(loader, points: bool, races: bool) -> str:
     return kind
 
 
-def load(source: str, path: str, kind: str) -> types.CodeType | None:
-    """The module code kept for ``path`` rewritten as ``kind``, if kept for this very source."""
-    entry = _entry(path, kind)
-    if entry is None:
-        return None
-    try:
-        with open(entry, "rb") as handle:
-            kept = handle.read()
-        digest, code = kept[:32], marshal.loads(kept[32:])
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    return code if digest == _digest(source) and isinstance(code, types.CodeType) else None
+class Entry:
+    """Where the rewriting of one module file, as ``kind``, is kept, for this very source."""
 
+    def __init__(self, source: str, path: str, kind: str):
+        self._digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
+        self._path = _place(path, kind)
 
-def store(source: str, path: str, kind: str, code: types.CodeType) -> None:
-    """Keep ``code``, ``path`` rewritten as ``kind``, for later processes."""
-    entry = _entry(path, kind)
-    if entry is None:
-        return
-    partial = f"{entry}.{os.getpid()}"
-    try:
-        os.makedirs(os.path.dirname(entry), exist_ok=True)
-        with open(partial, "wb") as handle:
-            handle.write(_digest(source) + marshal.dumps(code))
-        os.replace(partial, entry)  # whole or not at all, even with xdist workers writing at once
-    except OSError:
+    def load(self) -> types.CodeType | None:
+        """The module code kept here, if it was kept for this source."""
+        if self._path is None:
+            return None
         try:
-            os.unlink(partial)
+            with open(self._path, "rb") as handle:
+                kept = handle.read()
+            digest, code = kept[:32], marshal.loads(kept[32:])
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        return code if digest == self._digest and isinstance(code, types.CodeType) else None
+
+    def store(self, code: types.CodeType) -> None:
+        """Keep ``code`` here for later processes."""
+        if self._path is None:
+            return
+        partial = f"{self._path}.{os.getpid()}"
+        try:
+            os.makedirs(os.path.dirname(self._path), exist_ok=True)
+            with open(partial, "wb") as handle:
+                handle.write(self._digest + marshal.dumps(code))
+            os.replace(partial, self._path)  # whole or not at all, even with xdist workers writing at once
         except OSError:
-            pass
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
 
 
-def _entry(path: str, kind: str) -> str | None:
+def _place(path: str, kind: str) -> str | None:
+    """The file that keeps ``path`` rewritten as ``kind``, or None when nothing is kept."""
     root = directory()
     if root is None:
         return None
@@ -91,10 +96,6 @@ def _entry(path: str, kind: str) -> str | None:
         return None
     name = hashlib.sha256(f"{path}\0{kind}\0{rewriter}".encode()).hexdigest()[:32]
     return os.path.join(root, "rewritten", f"{name}.code")
-
-
-def _digest(source: str) -> bytes:
-    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
 
 
 def _rewriter() -> str:

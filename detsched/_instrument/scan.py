@@ -185,8 +185,8 @@ def _compile(module, points: bool, races: bool = False) -> dict[tuple[str, int],
     except (OSError, UnicodeDecodeError):
         return {}  # source gone or unreadable: the module runs as it is
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
-    kind = cache.kind_of(loader, points, races)
-    kept = cache.load(source, path, kind)
+    entry = cache.Entry(source, path, cache.kind_of(loader, points, races))
+    kept = entry.load()
     if kept is not None:
         return rewrite.code_objects(kept)
     try:
@@ -194,7 +194,7 @@ def _compile(module, points: bool, races: bool = False) -> dict[tuple[str, int],
     except Exception as exc:  # a construct the rewriter gets wrong must not take the module's run down
         problem = exc
     else:
-        cache.store(source, path, kind, code)
+        entry.store(code)
         return rewrite.code_objects(code)
     if isinstance(problem, SyntaxError) and not _parses(source, path):
         return {}  # the file on disk is not the module's code any more (edited since the import)
