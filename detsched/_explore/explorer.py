@@ -251,10 +251,11 @@ def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callab
 
 class Runner:
     """Runs of one target in one process, under any chooser, after one warm-up: the worker's side
-    of a search shared between processes, which runs a part of it at a time."""
+    of a search shared between processes, which runs a part of it at a time, and the replay of one
+    run found elsewhere."""
 
     def __init__(self, target, **options):
-        self.target, _, self.limits, self.points = _prepare(target, 1, **options)
+        self.target, self.seed, self.limits, self.points = _prepare(target, 1, **options)
         self.warm_up = warm_up(self.target, self.limits, self.points)
 
     def run(self, chooser, run_index: int) -> ExecutionResult:
@@ -265,12 +266,12 @@ def report_of_run(target, positions: tuple, *, run_index: int, strategy: str, **
     """The report ``explore`` makes of a failing run, from the run's ``positions`` (its deviations
     from the default policy): replayed, shrunk and explained. None if the replay passes."""
     started = real_monotonic()
-    resolved, seed, limits, points = _prepare(target, 1, **options)
-    warm_up(resolved, limits, points)
-    result = run_once(resolved, PositionReplay(positions), run_index, limits, points=points)
+    runner = Runner(target, **options)
+    result = runner.run(PositionReplay(positions), run_index)
     if result.failure is None:
         return None
-    return _found(resolved, result, run_index, run_index + 1, strategy, seed, limits, points, started)
+    return _found(runner.target, result, run_index, run_index + 1, strategy, runner.seed, runner.limits, runner.points,
+                  started)
 
 
 def _found(target: Target, result: ExecutionResult, index: int, runs: int, strategy: str, seed: int, limits: Limits,

@@ -165,8 +165,7 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
             while not search.finished and ran < runs and failing is None and not in_one_process:
                 head = searched.pop(search.next_subtree().key, None)
                 if head is None:
-                    _send_ahead(search, searched, sent, lambda subtree, left: pool.submit(_search_part, subtree, left),
-                                jobs, runs - ran)
+                    _send_ahead(search, searched, sent, pool, jobs, runs - ran)
                     finished, _ = wait(sent, return_when=FIRST_COMPLETED)
                     searched.update((sent.pop(future), future.result()) for future in finished)
                     continue
@@ -205,7 +204,8 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
     return dataclasses.replace(report, elapsed=real_monotonic() - started, **outcome)
 
 
-def _send_ahead(search: PartialOrder, searched: dict, sent: dict, submit, jobs: int, runs: int) -> None:
+def _send_ahead(search: PartialOrder, searched: dict, sent: dict, pool: ProcessPoolExecutor, jobs: int,
+                runs: int) -> None:
     """Give every idle worker the first part of ``search`` to come that no worker searched or is
     searching."""
     def wanted(key: tuple) -> bool:
@@ -213,7 +213,7 @@ def _send_ahead(search: PartialOrder, searched: dict, sent: dict, submit, jobs: 
 
     coming = search.forecast(lambda key: _usable(searched.get(key)), wanted)
     for subtree in itertools.islice(coming, jobs - len(sent)):
-        sent[submit(subtree, min(PART_RUNS, runs))] = subtree.key
+        sent[pool.submit(_search_part, subtree, min(PART_RUNS, runs))] = subtree.key
     while len(searched) > KEPT_PER_JOB * jobs:  # the oldest are likely for parts that no longer come
         del searched[next(iter(searched))]
 
