@@ -270,7 +270,8 @@ class PartialOrder:
         if not self.path:
             return ()
         root = self.path[-1]
-        return tuple(node.taken for node in self.path), tuple(sorted(root.explored)), tuple(sorted(root.backtrack))
+        return (tuple(node.taken for node in self.path), tuple(sorted(root.explored)), tuple(sorted(root.backtrack)),
+                tuple(sorted(root.sleep)))
 
     def forecast(self, searched: Callable[[tuple], Part | None], wanted: Callable[[tuple], bool]) -> Iterator[Subtree]:
         """The subtrees this search takes in from now on whose key is ``wanted``, in order, if it
@@ -338,7 +339,9 @@ class Subtree:
 
     path: tuple[_Node, ...]
     #: Equal for two subtrees whose searches run the same schedules and find the same: what the
-    #: decisions down to it took, and what was run and is to be run at the last.
+    #: decisions down to it took, and what was run, is to be run and is asleep at the last. (The
+    #: sleep set comes from the decisions above as the search was when the last was made, which a
+    #: part searched ahead of its turn may have seen otherwise.)
     key: tuple
 
 
