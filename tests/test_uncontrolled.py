@@ -3,12 +3,15 @@ their uses of the run's primitives, listed in every report (pass or fail) and in
 
 import contextlib
 import select
+import sys
 import threading
 import time
 
 import pytest
 
 import detsched
+from detsched.cli import main
+from programs import LOST_UPDATE
 
 PLUGIN = ("-p", "pytest_detsched.plugin")
 
@@ -188,3 +191,78 @@ def test_the_plugin_summary_names_a_session_fixtures_thread(pytester):
         "  not under control: thread 'poller' was running before the run started (at test_bg.py:7 in poll)*",
         "  not under control: thread 'poller', which detsched does not control, used Event(test_bg.stop) (wait) during*",
     ])
+
+
+#: A module that starts a thread when it is imported (a metrics flusher, a cache janitor): in the
+#: process that imports it, every run has a thread running user code outside control.
+STARTS_A_THREAD = LOST_UPDATE + '''
+def flush(stop):
+    while not stop.wait(0.001):
+        pass
+
+STOP = threading.Event()  # the flusher keeps the real Event: a run swaps only the module's name
+threading.Thread(target=flush, args=(STOP,), name="flusher", daemon=True).start()
+
+def fixed():
+''' + """    account, lock = {"balance": 0}, threading.Lock()
+    threads = [threading.Thread(target=transfer, args=(account, lock)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+"""
+
+
+@pytest.fixture
+def starts_a_thread(tmp_path):
+    path = tmp_path / "flushing.py"
+    path.write_text(STARTS_A_THREAD)
+    yield str(path)
+    module = sys.modules.pop("flushing", None)
+    if module is not None:
+        module.STOP.set()
+    for thread in threading.enumerate():
+        if thread.name == "flusher":
+            thread.join(10)
+
+
+@pytest.mark.parametrize("strategy, function, code", [
+    ("pct", "main", 1), ("pct", "fixed", 0), ("random", "fixed", 0), ("dfs", "main", 1), ("dfs", "fixed", 0),
+    ("dpor", "main", 1), ("dpor", "fixed", 0)])
+def test_jobs_name_what_one_process_names(starts_a_thread, capsys, strategy, function, code):
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["run", f"{starts_a_thread}::{function}", "--strategy", strategy, "--runs", "200",
+                     "--jobs", jobs]) == code
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert "\nnot under control (1 finding; " in outputs[0]
+    assert "  - thread 'flusher' was running before the run started (at flushing.py:" in outputs[0]
+
+
+def test_escapes_from_runs_taken_in_any_order_read_as_one_process_in_order_lists_them():
+    from types import SimpleNamespace
+
+    from detsched._core.outside import Escape
+    from detsched._explore.explorer import Escapes
+
+    def run(*names):
+        return SimpleNamespace(escapes=[Escape((name,), f"{name} in run {number}") for name, number in names])
+
+    runs = [run(("a", 0)), run(("b", 1), ("a", 1)), run(("c", 2), ("b", 2)), run(("d", 3))]
+    in_order = Escapes()
+    for index, result in enumerate(runs):
+        in_order.add(result, (index,))
+    assert in_order.texts() == ("a in run 0", "b in run 1", "c in run 2", "d in run 3")
+    assert in_order.texts(through=(1,)) == ("a in run 0", "b in run 1")
+
+    later, earlier = Escapes(), Escapes()  # two workers, the later runs' first to report
+    for index in (3, 2):
+        later.add(runs[index], (index - 2,))
+    for index in (1, 0):
+        earlier.add(runs[index], (index,))
+    merged = Escapes()
+    merged.merge(later, runs_before=2)
+    merged.merge(earlier)
+    assert merged.texts() == in_order.texts()
+    assert merged.texts(through=(2,)) == in_order.texts(through=(2,))

@@ -184,7 +184,8 @@ class Scan:
     failing: int | None  # the index of the first failing run, or None
     runs: int  # runs made
     exhausted: bool  # a systematic search ran every schedule (and none failed)
-    positions: tuple = ()  # the failing run's deviations, by position (for ``report_of_run``)
+    positions: tuple  # the failing run's deviations, by position (for ``report_of_run``)
+    escapes: Escapes  # of the runs made (the warm-up's too), by run index
 
 
 def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRATEGY,
@@ -195,16 +196,17 @@ def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRA
     and explains the failing run)."""
     resolved, seed, limits, points = _prepare(target, runs, **options)
     chooser = make_strategy(strategy, seed=seed, depth=options.get("depth", settings.DEPTH))
+    tally = _Tally()
     made, started = 0, real_monotonic()
-    for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None):
+    for index, result in _runs(resolved, chooser, first_run, runs, limits, points, None, tally):
         made += 1
         if result.failure is not None:
-            return Scan(index, made, False, tuple(result.positions))
+            return Scan(index, made, False, tuple(result.positions), tally.escapes)
         if getattr(chooser, "exhausted", False):
-            return Scan(None, made, not getattr(chooser, "diverged", False))
+            return Scan(None, made, not getattr(chooser, "diverged", False), (), tally.escapes)
         if time_budget is not None and real_monotonic() - started >= time_budget:
             break
-    return Scan(None, made, False)
+    return Scan(None, made, False, (), tally.escapes)
 
 
 def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
@@ -223,6 +225,7 @@ class SearchPart:
     failing: tuple[int, int, tuple] | None  # (group, schedules of it before, positions) of its first failure
     exhausted: bool  # its groups were searched to the end
     diverged: bool  # a run left its replayed prefix: the program is not deterministic
+    escapes: Escapes  # of the runs it made, by (group, schedules of it before)
 
 
 def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callable[[int], bool],
@@ -233,9 +236,10 @@ def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callab
     chooser = make_strategy("dfs", seed=seed, depth=options.get("depth", settings.DEPTH),
                             preemption_bound=preemption_bound, delay_bound=delay_bound, shard=shard)
     sizes: dict[int, int] = {}
-    ran, failing = 0, None
+    ran, failing, escapes = 0, None, Escapes()
     for _, result in _runs(resolved, chooser, 0, runs, limits, points, None):
         ran += 1
+        escapes.add(result, (chooser.group, chooser.leaf))
         if chooser.owns_run:
             sizes[chooser.group] = chooser.leaf + 1
         if result.failure is not None:
@@ -246,7 +250,7 @@ def search_part(target, *, shard: tuple[int, int], runs: int, keep_going: Callab
     exhausted = failing is None and chooser.exhausted
     if not exhausted and chooser.owns_run:
         sizes.pop(chooser.group, None)  # left before its end
-    return SearchPart(ran, sizes, failing, exhausted, chooser.diverged)
+    return SearchPart(ran, sizes, failing, exhausted, chooser.diverged, escapes)
 
 
 class Runner:
@@ -294,27 +298,57 @@ def _prepare(target, runs, *, seed: int = settings.SEED, depth: int = settings.D
     return resolved, seed, limits, points
 
 
+class Escapes:
+    """What runs touched outside control, listed as one process exploring them in order lists it:
+    each escape once, with the text of the first run (by the exploration's order of runs) that
+    touched it. Runs may be added in any order, from several processes (``merge``)."""
+
+    def __init__(self):
+        # Invariant: key -> (order of the first run added that touched it, its place among that
+        # run's escapes, its text); no run added before that one touched it.
+        self.first: dict[tuple, tuple[tuple, int, str]] = {}
+
+    def add(self, result: ExecutionResult, order: tuple = ()) -> None:
+        """The escapes of ``result``, a run at ``order`` (a tuple; the warm-up's is ``()``, first)."""
+        for place, escape in enumerate(result.escapes):
+            self._keep(escape.key, (order, place, escape.text))
+
+    def merge(self, other: Escapes, runs_before: int = 0) -> None:
+        """Take in the runs of ``other``. With ``runs_before``, its runs are ordered by index alone
+        (``(i,)``) and come after that many runs of this exploration: run ``i`` there is run
+        ``runs_before + i`` here."""
+        for key, (order, place, text) in other.first.items():
+            self._keep(key, ((order[0] + runs_before,) if runs_before else order, place, text))
+
+    def _keep(self, key: tuple, found: tuple) -> None:
+        known = self.first.get(key)
+        if known is None or found[:2] < known[:2]:
+            self.first[key] = found
+
+    def texts(self, through: tuple | None = None) -> tuple[str, ...]:
+        """``Report.uncontrolled``: the texts in the order their first runs came, of runs up to
+        ``through`` (an order, itself included; None: every run)."""
+        kept = sorted(found for found in self.first.values() if through is None or found[0] <= through)
+        return tuple(text for _, _, text in kept)
+
+
 class _Tally:
     """What an exploration adds up over its runs besides their failures: their coverage (traced
     runs, if asked for) and what they touched outside control."""
 
     def __init__(self, coverage: bool = False):
         self.coverage = CoverageCounter() if coverage else None
-        self.escapes: dict[tuple, str] = {}  # Escape.key -> its text, first first
+        self.escapes = Escapes()
 
-    def add(self, result: ExecutionResult) -> None:
+    def add(self, result: ExecutionResult, index: int) -> None:
         if self.coverage is not None:
             self.coverage.add(result.trace)
-        self.add_escapes(result)
-
-    def add_escapes(self, result: ExecutionResult) -> None:
-        for escape in result.escapes:
-            self.escapes.setdefault(escape.key, escape.text)
+        self.escapes.add(result, (index,))
 
     def outcome(self) -> dict:
         """The ``Report`` fields of what was added up."""
         return {"coverage": None if self.coverage is None else self.coverage.freeze(),
-                "uncontrolled": tuple(self.escapes.values())}
+                "uncontrolled": self.escapes.texts()}
 
 
 def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, points: Points, progress,
@@ -323,14 +357,14 @@ def _runs(target: Target, chooser, first_run: int, runs: int, limits: Limits, po
     of every run of the exploration in order; ``tally`` adds up each (the warm-up's escapes too)."""
     tally = tally or _Tally()
     first = warm_up(target, limits, points)
-    tally.add_escapes(first)  # not traced, so not counted for coverage
+    tally.escapes.add(first)  # not traced, so not counted for coverage
     if first.failure is not None:
         yield first_run, first
         return
     chooser.calibrate(len(first.decisions))
     for index in range(first_run, first_run + runs):
         result = run_once(target, chooser, index, limits, points=points, tracing=tally.coverage is not None)
-        tally.add(result)
+        tally.add(result, index)
         if progress is not None:
             progress(index + 1 - first_run, left=getattr(chooser, "estimated_left", None))
         yield index, result

@@ -9,11 +9,16 @@ are cancelled; slices before it still run, since an earlier failure wins.
 A ``dfs`` search is split by its tree: shard ``i`` of ``N`` searches the groups of schedules (by
 their first deviation from the default) whose depth-first ordinal is ``i`` modulo ``N``
 (``DepthFirst``). The first failure in depth-first order is then the earliest (group, schedule) any
-shard found, and it is replayed from its
-positions, shrunk and explained here: again the same output for every N -- as long as the search
-ends within its runs. Under a run budget that ends first, the shards spend it together, and which
-schedules ran depends on N. A ``dpor`` search is not split: what one part of its tree finds adds
-schedules to other parts.
+shard found, and it is replayed from its positions, shrunk and explained here: again the same output
+for every N -- as long as the search ends within its runs. Under a run budget that ends first, the
+shards spend it together, and which schedules ran depends on N.
+
+A ``dpor`` search is not split: what one part of its tree finds adds schedules to other parts. It
+stays in this process, and workers search its parts before their turn comes (``_share_a_search``).
+
+This process makes the warm-up run one process would make first, so that what it touched outside
+control -- threads already running here, which a worker does not have -- is named; what the
+workers' runs touched is added in the order one process would have made those runs (``Escapes``).
 """
 
 from __future__ import annotations
@@ -26,8 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from detsched import settings
 from detsched._core.clock import real_monotonic
-from detsched._explore.explorer import (Runner, SearchPart, explore, first_failing_run, report_of_run,
-                                       search_part)
+from detsched._explore.explorer import Escapes, Runner, SearchPart, explore, report_of_run, scan, search_part
 from detsched._report.failure import Report
 from detsched.errors import DetschedUsageError
 from detsched.strategies import PartialOrder, make_strategy
@@ -67,32 +71,40 @@ def explore_in_parallel(target: str, jobs: int, *, runs: int, strategy: str, **o
             f"--jobs splits the runs of {' and '.join(SPLITTABLE)} and the search tree of {' and '.join(TREE_SPLIT)}; "
             f"the runs of a {strategy} exploration depend on the runs before them: run it without --jobs")
     started = real_monotonic()
+    escapes = _warm_up(target, options)
+    if escapes is None:
+        return explore(target, runs=runs, strategy=strategy, **options)
     size = max(1, -(-runs // (jobs * SLICES_PER_JOB)))
     slices = [(start, min(size, runs - start)) for start in range(0, runs, size)]
     failing = None
     with _pool(jobs) as pool:
-        pending = {pool.submit(first_failing_run, _portable(target), first_run=start, runs=count,
-                               strategy=strategy, **_explored(options)): start for start, count in slices}
+        pending = {pool.submit(scan, _portable(target), first_run=start, runs=count, strategy=strategy,
+                               **_explored(options)): start for start, count in slices}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 del pending[future]
-                index = future.result()
-                if index is not None and (failing is None or index < failing):
-                    failing = index
+                found = future.result()
+                escapes.merge(found.escapes)
+                if found.failing is not None and (failing is None or found.failing < failing):
+                    failing = found.failing
             if failing is not None:
                 for future, start in list(pending.items()):
                     if start > failing and future.cancel():
                         del pending[future]
     if failing is None:
-        return _passed(runs, strategy, options, started)
+        return _passed(runs, strategy, options, started, uncontrolled=escapes.texts())
     report = explore(target, first_run=failing, runs=1, strategy=strategy, **options)
-    return dataclasses.replace(report, runs=failing + 1, elapsed=real_monotonic() - started)
+    return dataclasses.replace(report, runs=failing + 1, elapsed=real_monotonic() - started,
+                               uncontrolled=escapes.texts(through=(failing,)))
 
 
 def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Report:
     """A ``dfs`` search with its tree split into ``jobs`` shards, one per worker process."""
     started = real_monotonic()
+    escapes = _warm_up(target, options)
+    if escapes is None:
+        return explore(target, runs=runs, strategy="dfs", **options)
     shared_runs = _CONTEXT.Value("q", jobs)  # every shard's first run
     first_failing = _CONTEXT.Value("q", _NONE_YET)
     with _pool(jobs, initializer=_share, initargs=(shared_runs, first_failing, runs)) as pool:
@@ -101,12 +113,15 @@ def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Repo
     ran = sum(part.runs for part in parts)
     failures = [part.failing for part in parts if part.failing is not None]
     sizes = {ordinal: size for part in parts for ordinal, size in part.sizes.items()}
+    for part in parts:
+        escapes.merge(part.escapes)
     if not failures:
         if all(part.exhausted for part in parts) and not any(part.diverged for part in parts):
             # every group searched by its shard: the schedules one process would have run
             return _passed(sum(sizes.values()), "dfs", options, started, exhausted=True,
-                           bound=options.get("preemption_bound"), delays=options.get("delay_bound"))
-        return _passed(ran, "dfs", options, started)
+                           bound=options.get("preemption_bound"), delays=options.get("delay_bound"),
+                           uncontrolled=escapes.texts())
+        return _passed(ran, "dfs", options, started, uncontrolled=escapes.texts())
     group, leaf, positions = min(failures)
     # The failure's place in depth-first order, when every group before it was searched to the end.
     earlier = [sizes.get(ordinal) for ordinal in range(group)]
@@ -114,7 +129,8 @@ def _search_in_parallel(target: str, jobs: int, *, runs: int, **options) -> Repo
     report = report_of_run(target, positions, run_index=index, strategy="dfs", **_explored(options))
     if report is None:  # it did not fail again: search for it here, in order, as one process would
         return explore(target, runs=runs, strategy="dfs", **options)
-    return dataclasses.replace(report, elapsed=real_monotonic() - started)
+    return dataclasses.replace(report, elapsed=real_monotonic() - started,
+                               uncontrolled=escapes.texts(through=(group, leaf)))
 
 
 #: ``first_failing`` before any shard failed.
@@ -154,11 +170,14 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
                     **options) -> Report:
     """A ``dpor`` search run in this process, with its parts searched by ``jobs`` worker processes."""
     started = real_monotonic()
+    escapes = _warm_up(target, options)
+    if escapes is None:
+        return explore(target, runs=runs, strategy="dpor", preemption_bound=preemption_bound, **options)
     search = PartialOrder(preemption_bound=preemption_bound)
     stop = _CONTEXT.Value("b", 0)
     searched: dict[tuple, _Searched] = {}  # Subtree.key -> what a worker found there
     sent: dict = {}  # future -> the Subtree.key it searches
-    ran, failing, escapes, in_one_process = 0, None, {}, False
+    ran, failing, in_one_process = 0, None, False
     with _pool(jobs, initializer=_start_part_worker,
                initargs=(_portable(target), _explored(options), preemption_bound, stop)) as pool:
         try:
@@ -174,10 +193,8 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
                     # decisions changed under a replayed prefix) as it always does.
                     in_one_process = True
                     continue
-                if not ran:
-                    escapes.update(head.warm_up_escapes)
+                escapes.merge(head.escapes, runs_before=ran)
                 left = runs - ran
-                escapes.update((key, text) for key, (run, text) in head.escapes if run < left and key not in escapes)
                 if head.failing is not None and head.failing[0] < left:
                     failing = (ran + head.failing[0], head.failing[1])
                 elif head.part.schedules > left:
@@ -190,18 +207,18 @@ def _share_a_search(target: str, jobs: int, *, runs: int, preemption_bound: int 
             for future in sent:
                 future.cancel()
     options = dict(options, preemption_bound=preemption_bound)
-    outcome = {"uncontrolled": tuple(escapes.values())}
     if in_one_process:
         return explore(target, runs=runs, strategy="dpor", **options)
     if failing is None:
         exhausted = search.finished
         return _passed(ran if exhausted else runs, "dpor", options, started, exhausted=exhausted,
-                       bound=preemption_bound, **outcome)
+                       bound=preemption_bound, uncontrolled=escapes.texts(through=(runs - 1,)))
     index, positions = failing
     report = report_of_run(target, positions, run_index=index, strategy="dpor", **_explored(options))
     if report is None:  # it did not fail again: search for it here, in order, as one process would
         return explore(target, runs=runs, strategy="dpor", **options)
-    return dataclasses.replace(report, elapsed=real_monotonic() - started, **outcome)
+    return dataclasses.replace(report, elapsed=real_monotonic() - started,
+                               uncontrolled=escapes.texts(through=(index,)))
 
 
 def _send_ahead(search: PartialOrder, searched: dict, sent: dict, pool: ProcessPoolExecutor, jobs: int,
@@ -231,8 +248,7 @@ class _Searched:
 
     part: Part | None
     failing: tuple[int, tuple] | None = None  # (its runs before the first failing one, that one's positions)
-    escapes: tuple = ()  # (Escape.key, (its run that first touched it, Escape.text)), first first
-    warm_up_escapes: tuple = ()  # (Escape.key, Escape.text) of the worker's warm-up run
+    escapes: Escapes = dataclasses.field(default_factory=Escapes)  # of its runs, by index in the part
     warm_up_failed: bool = False
 
 
@@ -253,23 +269,33 @@ def _search_part(subtree: Subtree, runs: int) -> _Searched:
     target, options, preemption_bound, stop = _part_worker
     if _runner is None:
         _runner = Runner(target, **options)
-    warm_up = tuple((escape.key, escape.text) for escape in _runner.warm_up.escapes)
     if _runner.warm_up.failure is not None:
         return _Searched(None, warm_up_failed=True)
     search = PartialOrder.below(subtree, preemption_bound=preemption_bound)
-    failing, escapes = None, {}
+    failing, escapes = None, Escapes()
     for run in range(runs):
         if stop.value:
             break
         result = _runner.run(search, run)
-        for escape in result.escapes:
-            escapes.setdefault(escape.key, (run, escape.text))
+        escapes.add(result, (run,))
         if result.failure is not None:
             failing = (run, tuple(result.positions))
             break
         if search.diverged or search.exhausted:
             break
-    return _Searched(search.part(), failing, tuple(escapes.items()), warm_up)
+    return _Searched(search.part(), failing, escapes)
+
+
+def _warm_up(target: str, options: dict) -> Escapes | None:
+    """The warm-up run one process makes before exploring, made here: what it touched outside
+    control (threads already running in this process, which a worker does not have), or None if
+    it failed (one process's exploration then reports it as it does)."""
+    warm_up = Runner(target, **_explored(options)).warm_up
+    if warm_up.failure is not None:
+        return None
+    escapes = Escapes()
+    escapes.add(warm_up)
+    return escapes
 
 
 def _passed(runs: int, strategy: str, options: dict, started: float, **outcome) -> Report:
