@@ -49,6 +49,9 @@ LIBRARIES = {
     "fasteners": Library("fasteners", "0.20", ("diskcache==5.6.3", "eventlet==0.41.3", "more-itertools==11.2.1")),
     "janus": Library("janus", "2.0.0", ("pytest-asyncio==1.5.0", "pytest-codspeed==5.0.4")),
     "cachetools": Library("cachetools", "8.0.2", ()),
+    "pykka": Library("pykka", "4.5.0", ("pytest-mock==3.17.0",)),
+    "asgiref": Library("asgiref", "3.13.0", ("packaging==26.4", "pytest-asyncio==1.5.0")),
+    "readerwriterlock": Library("readerwriterlock", "1.0.10", ("typing_extensions==4.16.0",)),
 }
 DEFAULT_RUNS = 20
 SESSION_TIMEOUT = 15 * 60  # seconds; a session still running then is interrupted and reported HUNG
