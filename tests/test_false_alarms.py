@@ -65,6 +65,54 @@ def test_one_failed_check_is_not_spinning():
     assert detsched.explore(one_failed_try_acquire_then_the_slow_path, runs=300).failure is None
 
 
+def alive(stopped):
+    return not stopped.is_set()
+
+
+def an_actor_checks_it_is_alive_twice_before_answering():
+    # pykka's ActorRef.is_alive() is Event.is_set(): an actor asking it when it makes a proxy of
+    # itself and again when it sends, with only plain code between, is not a loop polling it.
+    stopped, answered = threading.Event(), threading.Event()
+
+    def actor():
+        if alive(stopped):
+            squares = [n * n for n in range(10)]
+            if alive(stopped) and squares:
+                answered.set()
+
+    thread = threading.Thread(target=actor)
+    thread.start()
+    assert answered.wait(timeout=1), "timed out waiting for the answer"
+    thread.join()
+
+
+def test_the_same_check_from_two_places_is_not_spinning():
+    for strategy in ("pct", "random"):
+        assert detsched.explore(an_actor_checks_it_is_alive_twice_before_answering, strategy=strategy,
+                                runs=300).failure is None
+
+
+def spins_until_set():
+    flag, done = threading.Event(), []
+
+    def spinner():
+        while alive(flag):
+            pass
+        done.append(1)
+
+    thread = threading.Thread(target=spinner)
+    thread.start()
+    assert not flag.wait(timeout=0.5)  # the spinner can never end before the timeout
+    flag.set()
+    thread.join()
+    assert done == [1]
+
+
+def test_a_loop_polling_through_a_helper_is_spinning():
+    # Spinning lets virtual time pass: the timed wait times out instead of the run ending in a livelock.
+    assert detsched.explore(spins_until_set, strategy="dfs", preemption_bound=1, runs=300).failure is None
+
+
 def backing_off_workers():
     first, second = threading.Lock(), threading.Lock()
     rounds = []

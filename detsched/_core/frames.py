@@ -39,6 +39,22 @@ def user_location(depth: int = 2) -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
+#: Frames ``call_sites`` looks at: enough to tell two calls of one helper from different places
+#: apart, through the primitive's own frames.
+CALL_SITES = 12
+
+
+def call_sites(depth: int) -> tuple:
+    """(code, line) of the frame ``depth`` up and of the frames above it, ``CALL_SITES`` at most:
+    the same each time a loop makes a call, different for two calls made from different lines."""
+    frame = sys._getframe(depth)
+    sites = []
+    while frame is not None and len(sites) < CALL_SITES:
+        sites.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(sites)
+
+
 def format_stack(frame) -> str:
     """A stack like ``traceback.format_stack`` with detsched's frames removed (a placeholder when
     there is no frame: the thread is gone)."""

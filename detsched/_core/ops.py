@@ -78,8 +78,9 @@ class LogicalThread:
         self.ops = 0  # scheduling points reached so far; (tid, ops) names a decision across runs
         self.last_poll: tuple[str, int] | None = None  # (loop, ops) after its last polling point
         self.sync_ops = 0  # operations on a primitive so far: a poll loop repeats with none in between
-        # (kind, resource, sync_ops after it) of its latest failed poll, None once a poll succeeds.
-        self.failed_poll: tuple[str, object, int] | None = None
+        # (kind, resource, sync_ops after it, where it was called from: ``frames.call_sites``) of its
+        # latest failed poll, None once a poll succeeds.
+        self.failed_poll: tuple[str, object, int, tuple] | None = None
         # Left blocked when its run ended and let go on outside control, as a real run leaves such a
         # thread: a later put, set or release (a fixture's teardown stopping it) wakes it for real.
         self.detached = False

@@ -151,11 +151,14 @@ class Scheduler:
     def poll(self, me: LogicalThread, op: Op, progressed: Callable[[], bool]) -> bool:
         """A scheduling point for a non-blocking check (try-acquire, ``is_set``...).
 
-        Spinning is a loop, not a check: a thread is spinning only when the same check failed the
-        last time too, with no other operation on a primitive in between. A spinning thread gives
-        way to others at its next point, and lets virtual time pass when nobody else can run. One
-        failed check (a try-lock before the slow path, the stdlib's ``Condition._is_owned`` probe)
-        is not spinning: time must not jump past a timed wait because of it."""
+        Spinning is a loop, not a check: a thread is spinning only when the same check, called
+        from the same place (the same chain of calls), failed the last time too, with no other
+        operation on a primitive in between. A spinning thread gives way to others at its next
+        point, and lets virtual time pass when nobody else can run. One failed check (a try-lock
+        before the slow path, the stdlib's ``Condition._is_owned`` probe), or the same check made
+        again from elsewhere as the code goes on (an actor asking ``is_alive()`` of itself when it
+        makes a proxy and again when it sends), is not spinning: time must not jump past a timed
+        wait because of it."""
         before = me.sync_ops
         self.wait(me, op)
         succeeded = progressed()
@@ -168,8 +171,9 @@ class Scheduler:
             me.failed_poll = None
             return True
         self.last_failed_poll = self.execution.steps
-        spinning = me.failed_poll == (op.kind, op.resource, before)
-        me.failed_poll = (op.kind, op.resource, me.sync_ops)
+        sites = frames.call_sites(2)  # the primitive that polls, and its callers
+        spinning = me.failed_poll == (op.kind, op.resource, before, sites)
+        me.failed_poll = (op.kind, op.resource, me.sync_ops, sites)
         me.spinning = spinning
         return False
 
