@@ -199,3 +199,61 @@ async def watches_a_worker_thread():
 
 def test_a_ready_task_is_never_a_deadlock():
     assert detsched.explore(watches_a_worker_thread, runs=200).failure is None
+
+
+# ----------------------------------------------------------------------------- after a failure
+
+
+class Registry:
+    """A class-level registry of actors, as actor frameworks keep one: it outlives every run."""
+
+    inboxes: list = []
+
+
+def a_failing_test_whose_teardown_asks_its_actor_to_stop():
+    inbox = queue.Queue()
+    Registry.inboxes.append(inbox)
+
+    def actor():
+        while True:
+            message = inbox.get()
+            if message == "stop":
+                Registry.inboxes.remove(inbox)
+                return
+
+    threading.Thread(target=actor).start()
+    inbox.put("work")
+    try:
+        raise AssertionError("the test fails while its actor works")
+    finally:
+        inbox.put("stop")  # a teardown that does not wait for the actor to stop
+
+
+def test_a_failed_runs_other_threads_go_on_so_what_outlives_it_is_left_as_a_real_run_leaves_it():
+    # Stopping the actor with the run would leave its inbox registered with nobody serving it:
+    # code after the run that asks every registered actor to stop and waits would hang.
+    report = detsched.explore(a_failing_test_whose_teardown_asks_its_actor_to_stop, runs=20)
+    assert report.failure is not None and "the test fails while its actor works" in report.failure.message
+    assert Registry.inboxes == []
+    last = report.failure.trace[-1]
+    assert last.thread == "MainThread"  # the timeline ends where the run failed
+    assert detsched.replay(a_failing_test_whose_teardown_asks_its_actor_to_stop,
+                           report.failure.schedule).message == report.failure.message
+
+
+def a_failing_test_with_a_worker_that_never_ends():
+    def worker():
+        while True:
+            spin()
+
+    threading.Thread(target=worker, daemon=True).start()
+    raise AssertionError("the test fails")
+
+
+def spin():
+    pass
+
+
+def test_the_other_threads_of_a_failed_run_go_on_for_a_bounded_number_of_steps():
+    report = detsched.explore(a_failing_test_with_a_worker_that_never_ends, runs=5)
+    assert report.failure is not None and report.failure.kind == "exception"

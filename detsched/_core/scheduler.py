@@ -37,6 +37,9 @@ _allocate_lock = _thread.allocate_lock
 TIMER_SLACK = 1e-3
 #: A run that reaches max_steps is a livelock if some poll failed within this many last steps.
 RETRYING_WINDOW = 1000
+#: Steps the other threads of a run that failed of an uncaught exception go on for, at most, before
+#: they are stopped (``Scheduler.wind_down``).
+WIND_DOWN_STEPS = 10_000
 
 
 class Scheduler:
@@ -74,6 +77,10 @@ class Scheduler:
         self.failure: FailureInfo | None = None
         self.usage_error: DetschedUsageError | None = None
         self.aborting = False
+        # Invariant: winding_down implies self.failure is not None.
+        self.winding_down = False  # after an uncaught exception: the others go on, unrecorded
+        self.wound_down = 0  # steps made while winding down
+        self._races_found: tuple = ()  # the races of the run up to its failure, kept when winding down
         self.last_failed_poll: int | None = None  # step of the latest failed poll: retrying threads suggest a livelock
         self.ended = _allocate_lock()  # released once when the run ends
         self.ended.acquire()
@@ -81,8 +88,8 @@ class Scheduler:
 
     @property
     def steps(self) -> int:
-        """Scheduling steps so far."""
-        return self.execution.steps
+        """Scheduling steps so far (those made winding down too)."""
+        return self.execution.steps + self.wound_down
 
     # ----------------------------------------------------------------- scheduling points
 
@@ -124,7 +131,7 @@ class Scheduler:
         ``range(bound)`` picked by the strategy, recorded in the schedule like a thread switch.
         The default -- what a schedule need not store -- is 0. ``traced=False``: the caller writes
         the timeline row."""
-        if bound <= 1:
+        if bound <= 1 or self.winding_down:
             return 0
         if self.aborting:
             raise RunAborted
@@ -227,7 +234,7 @@ class Scheduler:
 
         This runs at every scheduling point, so the common case -- someone can run, not everyone
         spins -- takes one pass over the live threads and no strategy call when one can run."""
-        if me.op is not None and not self.can_run(me):
+        if me.op is not None and not self.winding_down and not self.can_run(me):
             cycle = detect.wait_cycle(me, self.can_run)
             if cycle is not None:
                 self.fail(cycle)
@@ -238,6 +245,8 @@ class Scheduler:
         yielding = me.spinning and len(runnable) > 1 and me in runnable
         if yielding:
             runnable.remove(me)
+        if self.winding_down:
+            return self._wind_down_step(me, runnable)
         execution = self.execution
         decision = -1
         if len(runnable) == 1:
@@ -265,6 +274,30 @@ class Scheduler:
                         and execution.steps - self.last_failed_poll < RETRYING_WINDOW)
             self.out_of_steps(me, retrying or any(t.spinning for t in self.live))
         return chosen
+
+    def wind_down(self) -> None:
+        """The run failed of an uncaught exception: its other threads go on, as they would after a
+        real test failed -- a test's teardown asks its actors to stop, and they do -- until none of
+        them can (then the run ends as a passing one does: blocked threads are let go or stopped),
+        or for ``WIND_DOWN_STEPS`` at most. Otherwise objects that outlive the run (an actor left in
+        a class-level registry, with no thread serving it) would hang code after it that talks to
+        them. These steps are not part of the run: the strategy is not asked, nothing is recorded
+        or traced, and races are no longer checked."""
+        self.winding_down = True
+        if self.races is not None:
+            self._races_found = tuple(self.races.races)
+            self.races = None
+        self.footprints = None
+        self.tracing = False
+
+    def _wind_down_step(self, me: LogicalThread, runnable: list[LogicalThread]) -> LogicalThread:
+        """Who goes on while winding down: the thread at this point if it can, else the first that can."""
+        self.wound_down += 1
+        if self.wound_down > WIND_DOWN_STEPS:
+            self._end()
+            raise RunAborted
+        self.clock.tick()
+        return me if me in runnable else runnable[0]
 
     def _step_footprint(self, chosen: LogicalThread, decision: int) -> None:
         footprints, op = self.footprints, chosen.op
@@ -356,8 +389,8 @@ class Scheduler:
             if lt.detached and not isinstance(exc, SystemExit):  # as the stdlib reports a thread's error
                 sys.stderr.write(f"Exception in thread {lt.name} (let go when its detsched run ended):\n"
                                  + frames.format_exception(exc))
-            elif not self.aborting and (lt is self.main or not isinstance(exc, SystemExit)):
-                self.fail(detect.uncaught(lt, exc), raise_=False)
+            elif not self.aborting and not self.winding_down and (lt is self.main or not isinstance(exc, SystemExit)):
+                self.fail(detect.uncaught(lt, exc), raise_=False, wind_down=True)
         finally:
             try:
                 self._exit(lt)
@@ -392,29 +425,37 @@ class Scheduler:
         """Nothing can run and no thread waits on time: end the run, or report why it cannot end."""
         blocked = list(self.live)
         main_done = self.main is None or self.main.finished
-        if main_done and (not self.report_leaks or all(t.daemon or t.idle for t in blocked)):
+        if self.winding_down or main_done and (not self.report_leaks or all(t.daemon or t.idle for t in blocked)):
             self._end()
             raise RunAborted
         self.fail(detect.stuck(blocked, main_done=main_done))
 
-    def fail(self, info: FailureInfo, *, raise_: bool = True) -> None:
-        """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is off."""
-        if self.failure is None and self.usage_error is None and not self.aborting:
+    def fail(self, info: FailureInfo, *, raise_: bool = True, wind_down: bool = False) -> None:
+        """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is
+        off. With ``wind_down`` (an uncaught exception ended its thread), the other threads first
+        go on (``wind_down``); anything failing while they do ends the run there."""
+        if self.winding_down:
+            self._end()
+        elif self.failure is None and self.usage_error is None and not self.aborting:
             info.step = info.step or self.execution.steps
             self.failure = self._first_race_before(info)
             if self.tracing:  # end the timeline with the operations that never completed
                 for t in info.blocked:
                     self.execution.row(TraceStep(self.execution.steps, t.tid, t.name, t.op.describe(), t.op.where,
                                                  "blocked", obj=describe(t.op.resource)))
-            self._end()
+            if wind_down:
+                self.wind_down()
+            else:
+                self._end()
         if raise_:
             raise RunAborted
 
     def fail_from_watchdog(self, info: FailureInfo) -> None:
         """The watchdog's verdict, from the controller's thread: the running thread is outside
         control, so nothing is woken here; unwinding the run stops what it can."""
-        info.step = self.execution.steps
-        self.failure = info
+        if not self.winding_down:  # else the run failed already, and only its winding down is stuck
+            info.step = self.execution.steps
+            self.failure = info
         self._end_once.acquire(False)
 
     def _fail_usage(self, error: DetschedUsageError, *, raise_: bool = True) -> None:
@@ -439,6 +480,7 @@ class Scheduler:
         if self.failure is None and self.usage_error is None and self.races is not None:
             self.failure = self.races.failure  # a run that only raced
         if not self.aborting:
+            self.winding_down = False
             main_done = self.main is not None and self.main.finished
             for t in self.live:
                 if t.op is not None and not self.can_run(t) and not (main_done and self.let_go and outside.detach(t)):
@@ -449,8 +491,8 @@ class Scheduler:
 
     def result(self):
         """The frozen record of the run (once it has ended)."""
-        return self.execution.freeze(self.failure, self.usage_error,
-                                     tuple(self.races.races) if self.races is not None else ())
+        races = tuple(self.races.races) if self.races is not None else self._races_found
+        return self.execution.freeze(self.failure, self.usage_error, races)
 
 
 def _all_spinning(threads: list[LogicalThread]) -> bool:
