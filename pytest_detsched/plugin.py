@@ -119,7 +119,7 @@ class DetschedSession:
         else:
             with counting_thread_starts() as started:  # a test's threads may start in its fixtures
                 result = yield
-            item.stash[SETUP_STARTED_THREADS] = bool(started)
+            item.stash[SETUP_STARTED_THREADS] = started
         if plan is not None and isinstance(item.cls, type) and issubclass(item.cls, unittest.TestCase):
             self._explore_unittest(item, plan)
         return result

@@ -9,6 +9,7 @@ import inspect
 import os
 import re
 import threading
+import time
 import unittest
 import warnings
 import zlib
@@ -114,16 +115,19 @@ class ItemRunner:
         return (self.function, *(callspec.params.values() if callspec is not None else ()))
 
     def run(self) -> None:
+        started = []  # the threads the plain call and its fixtures started
         if self.plan.probe:
             # The test's own run, as pytest would make it: it decides whether there is anything
             # to explore, and a test that cannot run under control keeps this outcome.
             with counting_thread_starts() as started:
                 self.plain_call()
-            if not started and not self.item.stash.get(SETUP_STARTED_THREADS, False):
+            started += self.item.stash.get(SETUP_STARTED_THREADS, [])
+            if not started:
                 self.stats.update(mode="plain", reason="started no thread")
                 return
         try:
             self.fixtures.teardown()  # every run sets up and tears down its own
+            _let_end(started)
             if self.plan.replay is not None:
                 self._replay_given()
             elif not self._replay_cached():
@@ -459,8 +463,24 @@ class _CaseOutcome(unittest.TestResult):
         self.addError(test, (AssertionError, error, None))
 
 
-#: Whether the item's fixtures started a thread during pytest's setup (items --detsched-all probes).
-SETUP_STARTED_THREADS = pytest.StashKey[bool]()
+#: Seconds the non-daemon threads that the probe's plain call started get, together, to end once
+#: its fixtures are torn down (an actor asked to stop), so that they do not run beside the first
+#: runs, outside control, on the objects the runs share with them (the actor registry).
+SETTLE_SECONDS = 1.0
+
+
+def _let_end(threads: list[threading.Thread]) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for thread in threads:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if not thread.daemon and thread.is_alive():
+            thread.join(left)
+
+
+#: The threads the item's fixtures started during pytest's setup (items --detsched-all probes).
+SETUP_STARTED_THREADS = pytest.StashKey[list]()
 
 
 @contextlib.contextmanager

@@ -582,6 +582,40 @@ def test_event(done):
     result.stdout.fnmatch_lines(["test_event.py::test_event: 10 runs in *"])
 
 
+def test_detsched_all_lets_the_threads_of_its_plain_call_end_before_the_runs(pytester):
+    # An actor its fixture's teardown only asks to stop is still running, outside control, when
+    # the first run starts, unless it gets a moment to end.
+    pytester.makepyfile(test_actor="""
+import queue
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture
+def actor():
+    inbox = queue.Queue()
+
+    def serve():
+        while inbox.get() != "stop":
+            pass
+        time.sleep(0.5)  # its last words
+
+    threading.Thread(target=serve).start()
+    yield inbox
+    inbox.put("stop")
+
+
+def test_actor(actor):
+    actor.put("work")
+""")
+    result = pytester.runpytest_subprocess(*PLUGIN, "--detsched-all", "--detsched-runs=10", timeout=120)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_actor.py::test_actor: 10 runs in *"])
+    assert "not under control" not in result.stdout.str()
+
+
 def test_a_dropped_pool_exception_fails_only_a_test_that_asked_to_be_explored(pytester):
     pytester.makepyfile(test_dropped="""
 from concurrent import futures
