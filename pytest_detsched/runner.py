@@ -203,8 +203,8 @@ class ItemRunner:
             self.stats["coverage"] = report.coverage.as_json(with_orders=True)
         if report.uncontrolled:
             self.stats["uncontrolled"] = list(report.uncontrolled)
-        if report.failure is not None and report.failure.kind == "step-limit" and self.plan.probe:
-            self.stats.update(mode="plain", reason=f"a run took more than max_steps={settings.max_steps} steps")
+        if report.failure is not None and self.plan.probe and report.failure.kind in _NOT_EXPLORED_WHEN_PROBED:
+            self.stats.update(mode="plain", reason=_NOT_EXPLORED_WHEN_PROBED[report.failure.kind].format(settings))
             return
         if report.failure is not None:
             self._remember(report.failure)
@@ -462,6 +462,15 @@ class _CaseOutcome(unittest.TestResult):
         error = AssertionError(f"{test} passed but is marked @unittest.expectedFailure")
         self.addError(test, (AssertionError, error, None))
 
+
+#: Failures that leave an unmarked test (under ``--detsched-all``) with the outcome of its plain
+#: call, and the reason the summary gives: its runs are longer than the bound, or one of its threads
+#: blocked where detsched cannot see (a ``multiprocessing`` lock, real I/O), which says nothing
+#: about the test, whose plain call passed.
+_NOT_EXPLORED_WHEN_PROBED = {
+    "step-limit": "a run took more than max_steps={0.max_steps} steps",
+    "blocked": "a thread blocked in code detsched does not control",
+}
 
 #: Seconds the non-daemon threads that the probe's plain call started get, together, to end once
 #: its fixtures are torn down (an actor asked to stop), so that they do not run beside the first

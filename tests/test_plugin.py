@@ -485,6 +485,23 @@ def test_starts_a_subprocess():
     subprocess.run([sys.executable, "-c", "pass"], check=True)
 
 
+@pytest.mark.timeout(3)  # detsched's watchdog waits a third of it
+def test_waits_on_a_multiprocessing_event():
+    import multiprocessing
+
+    ready, go = threading.Event(), multiprocessing.Event()
+
+    def worker():
+        ready.set()
+        go.wait(2)  # a real semaphore: under control, the other thread cannot run to set it
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ready.wait()
+    go.set()
+    thread.join()
+
+
 def test_longer_than_the_step_bound():
     counter = {"n": 0}
 
@@ -540,8 +557,10 @@ async def test_async_with_an_async_fixture(answer):
 def test_detsched_all_says_which_tests_it_did_not_explore_and_why(pytester):
     pytester.makepyfile(test_kinds=ALL_KINDS_OF_TESTS)
     result = run(pytester, "-p", "asyncio", "--detsched-all", "--detsched-runs=5", "--detsched-max-steps=300")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines_random([
+        "not explored (a thread blocked in code detsched does not control): 1 test, ran as usual: "
+        "test_kinds.py::test_waits_on_a_multiprocessing_event",
         "test_kinds.py::test_threads_started_by_a_fixture: 5 runs in *",
         "test_kinds.py::test_async_with_a_thread: 5 runs in *",
         "not explored (an async test with async fixtures; mark it @pytest.mark.detsched to explore it): 1 test, "
