@@ -3,6 +3,7 @@ accesses that synchronisation orders, thread-confined ones and single container 
 not. Programs are module-level functions here, so they are rewritten as user code."""
 
 import asyncio
+import contextvars
 import dataclasses
 import queue
 import re
@@ -103,8 +104,31 @@ def thread_and_task():
     asyncio.run(main())
 
 
+class Validated:
+    """Stores through a ``__setattr__`` of its own that keeps the value in ``__dict__`` (as attrs'
+    and pydantic's do): its attributes are memory like any other."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __setattr__(self, name, value):
+        if not isinstance(value, int):
+            raise TypeError(name)
+        object.__setattr__(self, name, value)
+
+
+def unlocked_increments_of_a_validated_attribute():
+    counts = Validated()
+
+    def worker():
+        counts.count += 1
+
+    run_threads(worker, worker)
+
+
 @pytest.mark.parametrize("program, location", [
     (unlocked_increments, "Stats.processed"),
+    (unlocked_increments_of_a_validated_attribute, "Validated.count"),
     (polled_flag, "Stats.stop"),
     (global_replaced, "CONFIG"),
     (check_then_act, "dict"),
@@ -263,8 +287,42 @@ def to_thread_result():
     asyncio.run(main())
 
 
+class ContextLocal:
+    """Values per context behind ``__getattr__``/``__setattr__``, as asgiref's ``Local`` keeps them:
+    ``local.value`` is a call that reaches this context's own dict, not a shared attribute."""
+
+    def __init__(self):
+        object.__setattr__(self, "_values", contextvars.ContextVar("values"))
+
+    def _mine(self) -> dict:
+        try:
+            return self._values.get()
+        except LookupError:
+            self._values.set({})
+            return self._values.get()
+
+    def __getattr__(self, name):
+        try:
+            return self._mine()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self._mine()[name] = value
+
+
+def context_local_state():
+    local = ContextLocal()
+
+    def worker():
+        local.value = threading.current_thread().name
+        assert local.value == threading.current_thread().name
+
+    run_threads(worker, worker)
+
+
 @pytest.mark.parametrize("program", [
-    locked_increments, handed_through_a_queue, published_before_start_read_after_join, thread_confined,
+    context_local_state, locked_increments, handed_through_a_queue, published_before_start_read_after_join, thread_confined,
     thread_local_state, concurrent_appends, event_ordered_handoff, condition_ordered_handoff, pool_results,
     to_thread_result,
 ])

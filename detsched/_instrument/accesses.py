@@ -369,9 +369,39 @@ _UNCHANGING = frozenset({str, bytes, int, float, complex, bool, tuple, frozenset
                          types.BuiltinMethodType})
 
 
+# Invariant: type -> (whether a Python ``__getattr__``/``__getattribute__`` of it handles loads,
+# whether a Python ``__setattr__`` handles stores), for every type looked up so far (lookups only).
+_ATTRIBUTE_HOOKS: dict[type, tuple[bool, bool]] = {}
+
+
+def _hooks(cls: type) -> tuple[bool, bool]:
+    hooks = _ATTRIBUTE_HOOKS.get(cls)
+    if hooks is None:
+        python = types.FunctionType
+        hooks = _ATTRIBUTE_HOOKS[cls] = (
+            isinstance(getattr(cls, "__getattr__", None), python) or isinstance(cls.__getattribute__, python),
+            isinstance(cls.__setattr__, python))
+    return hooks
+
+
+def _handled_by_a_hook(owner, name: str, store: bool) -> bool:
+    """Whether ``owner.name`` is a call of the class's own ``__getattr__``/``__setattr__`` rather
+    than an access of that attribute: a proxy or a context-local (asgiref's ``Local``) keeps the
+    value elsewhere, per thread or per context, and the accesses made there are the ones that
+    count. An attribute already in the object's ``__dict__`` is taken to be where the hook keeps
+    it, as attrs' and pydantic's do."""
+    if not _hooks(type(owner))[store]:
+        return False
+    try:
+        return name not in object.__getattribute__(owner, "__dict__")
+    except AttributeError:  # no __dict__: the hook keeps it elsewhere
+        return True
+
+
 def read_attribute(owner, name: str, site: str):
     me, detector = _checker()
-    if detector is not None and type(owner) not in _UNCHANGING and not isinstance(owner, _THREAD_LOCAL):
+    if (detector is not None and type(owner) not in _UNCHANGING and not isinstance(owner, _THREAD_LOCAL)
+            and not _handled_by_a_hook(owner, name, store=False)):
         if type(owner) in _CONTAINERS:
             if name in _MUTATORS:
                 _report(me, detector, owner, race_kinds.WHOLE, None, race_kinds.UPDATE, site)
@@ -384,7 +414,7 @@ def read_attribute(owner, name: str, site: str):
 
 def write_attribute(owner, name: str, site: str) -> None:
     me, detector = _checker()
-    if detector is not None and not isinstance(owner, _THREAD_LOCAL):
+    if detector is not None and not isinstance(owner, _THREAD_LOCAL) and not _handled_by_a_hook(owner, name, True):
         _report(me, detector, owner, race_kinds.ATTRIBUTE, name, race_kinds.WRITE, site)
 
 
