@@ -85,6 +85,52 @@ def test_a_module_under_two_names_is_scanned_once_and_kept(make_module, monkeypa
     assert module.Lock is threading.Lock  # the real one is back
 
 
+def test_locks_of_user_objects_made_at_import_are_controlled(make_module):
+    # asgiref keeps ``executors = Local()`` on a class and ``Local`` takes its own RLock; a module
+    # of the library's users imports a registry object made in another module.
+    make_module("made_elsewhere", """
+        import threading
+
+        class Local:
+            def __init__(self):
+                self._lock = threading.RLock()
+
+        REGISTRY = Local()
+    """)
+    module = make_module("uses_them", """
+        import threading
+        import made_elsewhere
+        from made_elsewhere import REGISTRY
+
+        class Sync:
+            executors = made_elsewhere.Local()
+
+        def main():
+            def worker():
+                for lock in (Sync.executors._lock, REGISTRY._lock):
+                    with lock:
+                        threading.Event().wait(0.001)  # a point inside: the other thread may run
+
+            workers = [threading.Thread(target=worker) for _ in range(2)]
+            for worker_thread in workers:
+                worker_thread.start()
+            for worker_thread in workers:
+                worker_thread.join()
+    """)
+    from detsched._instrument.scan import SCANS
+
+    def scans():
+        return [scan for scan in SCANS.current() if scan.module.__name__ in ("made_elsewhere", "uses_them")]
+
+    report = detsched.explore(module.main, runs=30, blocked_after=2)
+    assert report.failure is None, report  # a real lock held under control: 'blocked'
+    before = scans()
+    assert detsched.explore(module.main, runs=5).failure is None
+    assert len(before) == 2 and scans() == before  # REGISTRY's lock, reached from both, is swapped once
+    assert type(module.Sync.executors._lock) is type(threading.RLock())  # the real locks are back
+    assert type(module.REGISTRY._lock) is type(threading.RLock())
+
+
 def test_stdlib_restored_after_a_failure(make_module):
     before = snapshot()
     report = detsched.explore(lambda: 1 / 0, runs=3)

@@ -33,6 +33,11 @@ def _is_user_module(module) -> bool:
     return isinstance(path, str) and is_user_file(path)
 
 
+def _is_user_class(cls: type) -> bool:
+    module = sys.modules.get(getattr(cls, "__module__", None) or "")
+    return module is not None and _is_user_module(module)
+
+
 class Twins:
     """Makes, for one run, a controlled twin of each real primitive found in user modules."""
 
@@ -129,9 +134,19 @@ class _ModuleScan:
             if isinstance(value, type) and value.__module__ == prefix:
                 for attr, member in list(vars(value).items()):
                     self._collect(value, attr, member, f"{prefix}.{name}.{attr}")
-            elif type(value).__module__ == prefix and isinstance(getattr(value, "__dict__", None), dict):
-                for attr, member in list(vars(value).items()):
-                    self._collect(value.__dict__, attr, member, f"{prefix}.{name}.{attr}")
+                    # a class attribute made of a user class: asgiref's ``executors = Local()``,
+                    # whose lock every thread takes
+                    self._collect_attributes(member, f"{prefix}.{name}.{attr}")
+            else:
+                self._collect_attributes(value, f"{prefix}.{name}")
+
+    def _collect_attributes(self, value, label: str) -> None:
+        """The attributes of ``value``, an object of a class defined in user code (a registry, a
+        ``Local``, a connection pool made at import)."""
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict and not isinstance(value, type) and _is_user_class(type(value)):
+            for attr, member in list(attributes.items()):
+                self._collect(attributes, attr, member, f"{label}.{attr}")
 
     def rewritten(self, races: bool) -> list[tuple[types.FunctionType, types.CodeType]]:
         """(function, code with scheduling points, and access reports if ``races``) for every

@@ -72,6 +72,7 @@ class World:
         twins = Twins()
         rewriting = self.points.calls or self.points.writes
         helpers = rewrite.helpers(self.points, self.accesses)
+        swapped: set[tuple[int, str]] = set()  # (id(owner), name): an object two modules' scans reach is swapped once
         for scan in SCANS.current():
             if rewriting:
                 rewritten = scan.rewritten(self.accesses)
@@ -80,6 +81,9 @@ class World:
                 for function, code in rewritten:
                     self._set(function, "__code__", code)
             for owner, name, real, label in scan.hits:
+                if (id(owner), name) in swapped:
+                    continue
+                swapped.add((id(owner), name))
                 if current_value(owner, name) is not real:
                     scan.size = -1  # rebound since the scan: look again next run
                     continue
