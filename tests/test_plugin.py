@@ -662,6 +662,54 @@ def test_marked():
                                  "  in T1 *; nothing retrieved the exception from its Future*"])
 
 
+def test_tasks_left_pending_fail_only_a_test_that_asked_to_be_explored(pytester):
+    # asgiref's StatelessServer: gather() raises when one child does and leaves the other
+    # pending, and asyncio.run() cancels it -- stock asyncio reports nothing.
+    pytester.makepyfile(test_pending="""
+import asyncio
+import threading
+
+import pytest
+
+
+class Done(Exception):
+    pass
+
+
+async def serve():
+    async def check_forever():
+        while True:
+            await asyncio.sleep(0.1)
+
+    async def handle():
+        raise Done
+
+    try:
+        await asyncio.gather(check_forever(), handle())
+    except Done:
+        pass
+
+
+def run_in_a_thread():
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    thread.join()
+
+
+def test_unmarked():
+    run_in_a_thread()
+
+
+@pytest.mark.detsched(runs=5)
+def test_marked():
+    run_in_a_thread()
+""")
+    result = run(pytester, "--detsched-all", "--detsched-runs=5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*leak: Task-2 *check_forever() * still pending when the main coroutine returned*"])
+    result.stdout.fnmatch_lines(["FAILED test_pending.py::test_marked*"])
+
+
 def test_a_fixture_teardown_error_does_not_hide_why_the_run_failed(pytester):
     pytester.makepyfile(test_teardown="""
 import os

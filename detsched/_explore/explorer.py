@@ -87,7 +87,7 @@ def _call(target: Target) -> None:
         from detsched._aio import policy
 
         policy.run(outcome)
-    if world.aio_policy.unawaited:  # dropped where no event loop's end-of-main check saw them (plain code)
+    if world.aio_policy.unawaited and target.report_left_behind:  # dropped where no event loop's check saw them
         me.sched.fail(detect_tasks.unawaited_leak(world.aio_policy.unawaited, me))
     lost = futures.unread_failure(world.failed_futures) if target.report_left_behind else None
     if lost is not None:
