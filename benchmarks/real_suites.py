@@ -52,6 +52,9 @@ LIBRARIES = {
     "pykka": Library("pykka", "4.5.0", ("pytest-mock==3.17.0",)),
     "asgiref": Library("asgiref", "3.13.0", ("packaging==26.4", "pytest-asyncio==1.5.0")),
     "readerwriterlock": Library("readerwriterlock", "1.0.10", ("typing_extensions==4.16.0",)),
+    "apscheduler": Library("apscheduler", "3.11.3", ("pytz==2026.6", "pytest-timeout==2.4.0", "sqlalchemy==2.1.9",
+                                                       "tornado==6.6.1")),
+    "sqlitedict": Library("sqlitedict", "2.1.0", ()),
 }
 DEFAULT_RUNS = 20
 SESSION_TIMEOUT = 15 * 60  # seconds; a session still running then is interrupted and reported HUNG

@@ -169,6 +169,20 @@ def test_subprocess_is_refused_with_a_usage_error():
         detsched.explore(main, runs=1)
 
 
+def test_a_refused_subprocess_ends_the_run_even_if_the_code_catches_the_error():
+    # apscheduler logs a job its process pool failed to submit and goes on; its test then waited
+    # for the child's answer and failed for that, instead of saying why it cannot run.
+    def main():
+        try:
+            subprocess.run(["true"])
+        except Exception:
+            pass
+        raise AssertionError("went on without its child")
+
+    with pytest.raises(DetschedUsageError, match="starting a subprocess is not supported"):
+        detsched.explore(main, runs=1)
+
+
 def test_real_functions_outside_controlled_threads():
     results = []
 

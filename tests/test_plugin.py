@@ -662,6 +662,38 @@ def test_marked():
                                  "  in T1 *; nothing retrieved the exception from its Future*"])
 
 
+def test_detsched_all_leaves_alone_a_test_that_fails_only_when_run_again(pytester):
+    # sqlitedict's test never closes its database, whose thread keeps a write transaction open:
+    # the first run under control finds the file locked. No interleaving explains that.
+    pytester.makepyfile(test_once="""
+import threading
+
+import pytest
+
+def runs_once(seen):
+    assert not seen, "ran twice in one process"
+    seen.append(1)
+    thread = threading.Thread(target=seen.append, args=(2,))
+    thread.start()
+    thread.join()
+
+
+def test_unmarked(seen=[]):
+    runs_once(seen)
+
+
+@pytest.mark.detsched(runs=5)
+def test_marked(seen=[]):
+    runs_once(seen)
+""")
+    result = run(pytester, "--detsched-all", "--detsched-runs=5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "not explored (it failed under control in the default order, where its plain call passed (state the plain "
+        "call left, or code detsched does not control)): 1 test, ran as usual: test_once.py::test_unmarked"])
+    result.stdout.fnmatch_lines(["FAILED test_once.py::test_marked*"])
+
+
 def test_tasks_left_pending_fail_only_a_test_that_asked_to_be_explored(pytester):
     # asgiref's StatelessServer: gather() raises when one child does and leaves the other
     # pending, and asyncio.run() cancels it -- stock asyncio reports nothing.

@@ -458,6 +458,12 @@ class Scheduler:
             self.failure = info
         self._end_once.acquire(False)
 
+    def refuse(self, error: DetschedUsageError) -> None:
+        """The running thread did what no run can control (a fork, a subprocess): the run ends with
+        ``error`` here, whether or not the code would catch it (a library that logs a failed
+        submit and goes on would otherwise go on without its child, and fail for that)."""
+        self._fail_usage(error)
+
     def _fail_usage(self, error: DetschedUsageError, *, raise_: bool = True) -> None:
         if self.usage_error is None and self.failure is None:
             self.usage_error = error

@@ -46,12 +46,13 @@ def _never() -> bool:
 
 def _unsupported(what: str, real):
     def refuse(*args, **kwargs):
-        if current() is None:
+        me = current()
+        if me is None:
             return real(*args, **kwargs)
-        raise DetschedUsageError(
+        me.sched.refuse(DetschedUsageError(
             f"{what} is not supported under detsched: a child process would run outside its control. "
             "Test the threaded part on its own, or fake the process boundary."
-        )
+        ))
 
     return refuse
 
