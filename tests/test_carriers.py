@@ -106,3 +106,25 @@ def test_a_forked_child_forgets_its_parents_idle_carriers():
     finally:
         os.waitpid(pid, 0)
         os.close(read)
+
+
+def test_a_thread_still_unwinding_when_its_run_is_stopped_leaves_its_os_thread_sound(monkeypatch):
+    # The run ends where a subprocess is refused, while the thread goes on through a finally block
+    # that waits in a C call; stopping the run must not wake its OS thread once more, which would
+    # then find nothing to carry (and die of it) the next time it parked.
+    import subprocess
+
+    lost = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: lost.append(unraisable.exc_value))
+
+    def refused_then_waits():
+        try:
+            subprocess.run(["true"])
+        finally:
+            select.select([], [], [], 0.02)
+
+    for _ in range(20):
+        with pytest.raises(detsched.DetschedUsageError):
+            detsched.explore(refused_then_waits, runs=1)
+    time.sleep(0.5)  # idle carriers park again
+    assert lost == []

@@ -60,14 +60,17 @@ def _unwind(sched: Scheduler) -> None:
     for t in list(sched.threads):
         if not t.exited.locked():
             continue  # already gone
-        if t is sched.running and sched.failure is not None and sched.failure.kind == "blocked":
-            # Stuck outside our control: stop it if it is running Python code (a loop with no
-            # point in it). One blocked in a C call (real I/O, a real lock) is left as it is.
-            if _runs_python(t):
-                _interrupt(t)
-                _wait_for_exit(sched, t)
-            continue
-        if t.park.locked() and not t.finished:
+        if t is sched.running:
+            if sched.failure is not None and sched.failure.kind == "blocked":
+                # Stuck outside our control: stop it if it is running Python code (a loop with no
+                # point in it). One blocked in a C call (real I/O, a real lock) is left as it is.
+                if _runs_python(t):
+                    _interrupt(t)
+                    _wait_for_exit(sched, t)
+                continue
+            # It holds the baton, so it is not parked: it unwinds at its next point by itself.
+            # Releasing its lock would wake its OS thread the next time it parks, with nothing to run.
+        elif t.park.locked() and not t.finished:
             t.park.release()
         if t.detached:
             continue  # goes on outside control: nothing to wait for
