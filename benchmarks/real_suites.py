@@ -1,7 +1,7 @@
 """Benchmark: the test suites of real thread-using libraries, run plainly and under detsched.
 
-For each library (fasteners, janus, cachetools, pykka, asgiref, readerwriterlock, at the versions
-pinned below) the script runs the test suite that ships in its sdist twice, against the released
+For each library (fasteners, janus, cachetools, pykka, asgiref, readerwriterlock, apscheduler,
+sqlitedict, pebble, at the versions pinned below) the script runs the test suite that ships in its sdist twice, against the released
 package installed in a scratch virtualenv: once plainly, once with ``--detsched-all --detsched-runs=N``. It prints one row per
 library: the tests, pass/fail/skip counts and wall time of each session, how many tests detsched
 explored and how many it left alone (and why), then every test that passes plainly but fails
@@ -55,6 +55,7 @@ LIBRARIES = {
     "apscheduler": Library("apscheduler", "3.11.3", ("pytz==2026.6", "pytest-timeout==2.4.0", "sqlalchemy==2.1.9",
                                                        "tornado==6.6.1")),
     "sqlitedict": Library("sqlitedict", "2.1.0", ()),
+    "pebble": Library("pebble", "5.2.3", (), tests="test"),
 }
 DEFAULT_RUNS = 20
 SESSION_TIMEOUT = 15 * 60  # seconds; a session still running then is interrupted and reported HUNG
