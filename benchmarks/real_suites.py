@@ -1,12 +1,13 @@
 """Benchmark: the test suites of real thread-using libraries, run plainly and under detsched.
 
 For each library (fasteners, janus, cachetools, pykka, asgiref, readerwriterlock, apscheduler,
-sqlitedict, pebble, at the versions pinned below) the script runs the test suite that ships in its sdist twice, against the released
-package installed in a scratch virtualenv: once plainly, once with ``--detsched-all --detsched-runs=N``. It prints one row per
-library: the tests, pass/fail/skip counts and wall time of each session, how many tests detsched
-explored and how many it left alone (and why), then every test that passes plainly but fails
-under detsched, with the first lines of its failure. Target: no such test, and no session that
-hangs (one that outlives ``--timeout`` is interrupted and reported as HUNG).
+sqlitedict, pebble, at the versions pinned below) the script runs the test suite that ships in its
+sdist twice, against the released package installed in a scratch virtualenv: once plainly, once with
+``--detsched-all --detsched-runs=N``. It prints one row per library: the tests, pass/fail/skip
+counts and wall time of each session, how many tests detsched explored and how many it left alone
+(and why), then every test that passes plainly but fails under detsched, with the first lines of its
+failure. Target: no such test, and no session that hangs (one that outlives ``--timeout`` is
+interrupted and reported as HUNG).
 
     python benchmarks/real_suites.py [--libraries fasteners,janus] [--runs 20] [--workdir DIR]
 
