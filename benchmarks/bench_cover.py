@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import detsched  # noqa: E402
-from detsched._explore.explorer import first_failing_run  # noqa: E402
+from detsched._explore.explorer import scan  # noqa: E402
 
 STRATEGIES = ("pct", "random", "cover")
 
@@ -46,7 +46,7 @@ def bug_programs() -> list[str]:
 def runs_to_failure(target: str, strategy: str, seeds: int, budget: int) -> tuple[float | None, int]:
     found = []
     for seed in range(seeds):
-        index = first_failing_run(target, first_run=0, runs=budget, strategy=strategy, seed=seed)
+        index = scan(target, runs=budget, strategy=strategy, seed=seed).failing
         if index is not None:
             found.append(index + 1)
     return (statistics.median(found) if found else None), len(found)

@@ -209,13 +209,6 @@ def scan(target, *, runs: int, first_run: int = 0, strategy: str = settings.STRA
     return Scan(None, made, False, (), tally.escapes)
 
 
-def first_failing_run(target, *, first_run: int, runs: int, strategy: str = settings.STRATEGY,
-                      **options) -> int | None:
-    """The index of the first of runs ``first_run .. first_run + runs - 1`` of ``explore`` that
-    fails, or None (``scan``)."""
-    return scan(target, runs=runs, first_run=first_run, strategy=strategy, **options).failing
-
-
 @dataclasses.dataclass(frozen=True)
 class SearchPart:
     """What one shard of a split ``dfs`` search (``shard=(i, n)``) found."""
