@@ -1235,11 +1235,12 @@ def _patched_state():
     """Every attribute of the modules and classes a run patches."""
     import concurrent.futures
     import concurrent.futures.thread
+    import multiprocessing.process
     import queue
     import subprocess
 
     owners = (threading, queue, time, os, concurrent.futures, concurrent.futures.thread,
-              threading.Thread, threading.Timer, subprocess.Popen)
+              threading.Thread, threading.Timer, subprocess.Popen, multiprocessing.process.BaseProcess)
     return [dict(vars(owner)) for owner in owners]
 
 

@@ -2,6 +2,8 @@
 the stdlib is exactly as before after every run, even after failures and interruptions."""
 
 import concurrent.futures
+import multiprocessing
+import multiprocessing.process
 import os
 import queue
 import subprocess
@@ -182,6 +184,25 @@ def test_a_refused_subprocess_ends_the_run_even_if_the_code_catches_the_error():
     with pytest.raises(DetschedUsageError, match="starting a subprocess is not supported"):
         detsched.explore(main, runs=1)
 
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no forkserver here")
+def test_a_child_process_is_refused_even_from_a_running_forkserver():
+    # A forkserver started before the run makes children with neither a fork nor an exec here:
+    # pebble's tests then ran under control beside real children and waited on their pipes.
+    context = multiprocessing.get_context("forkserver")
+    warm_up = context.Process(target=int)
+    warm_up.start()
+    warm_up.join()
+
+    def main():
+        child = context.Process(target=int)
+        child.start()
+        child.join()
+
+    with pytest.raises(DetschedUsageError, match="starting a child process is not supported"):
+        detsched.explore(main, runs=1)
+    assert multiprocessing.process.BaseProcess.start.__module__ == "multiprocessing.process"  # restored
 
 def test_real_functions_outside_controlled_threads():
     results = []

@@ -573,6 +573,24 @@ def test_a_queue_whose_waiting_thread_was_stopped_with_its_run_refuses_puts_from
         workers[0].put("stop")
 
 
+def test_a_background_thread_answering_a_waiter_stopped_with_its_run_goes_on():
+    # pebble's pool thread sets the Future of a task whose waiter was stopped with its run: an
+    # error there killed the thread every later test of the module's pool needed.
+    futures = []
+
+    def main():
+        future = concurrent.futures.Future()
+        threading.Thread(target=future.result, name="waiter").start()
+        futures.append(future)
+
+    assert detsched.explore(main, runs=1).failure.kind == "leak"
+    answered = []
+    answer = threading.Thread(target=lambda: (futures[0].set_result(1), answered.append(True)))
+    answer.start()
+    answer.join()
+    assert answered == [True] and futures[0].result() == 1
+
+
 def test_an_exception_in_a_pool_task_that_nobody_retrieves_is_a_failure():
     def main():
         with concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -1,6 +1,7 @@
 """What escaped control: threads running user code outside control while a run is in progress, and
 their uses of the run's primitives, listed in every report (pass or fail) and in the plugin's summary."""
 
+import concurrent.futures
 import contextlib
 import select
 import sys
@@ -55,6 +56,47 @@ def take_the_lock(stop):
     while not stop.wait(0.001):
         with shared:
             pass
+
+
+requests = []  # Futures for the server below to answer
+
+
+def answer(stop):
+    """A server outside control (a pool's result thread started at import) answering requests."""
+    while not stop.wait(0.001):
+        while requests:
+            requests.pop().set_result("answer")
+
+
+def ask(timeout=None):
+    future = concurrent.futures.Future()
+    requests.append(future)
+    assert future.result(timeout) == "answer"
+
+
+def test_a_wait_that_a_thread_outside_control_answers_is_no_deadlock():
+    with background(answer):
+        report = detsched.explore(ask, runs=3)
+    assert report.failure is None, report.failure
+    assert any("used" in text for text in report.uncontrolled)
+
+
+def test_nor_is_a_timed_one_a_timeout():
+    with background(answer):
+        report = detsched.explore(lambda: ask(timeout=5), runs=3)
+    assert report.failure is None, report.failure
+
+
+def test_a_wait_nothing_answers_is_blocked_once_threads_outside_control_had_their_time():
+    def deadlock():
+        threading.Event().wait()
+
+    with background(idle):
+        failure = detsched.explore(deadlock, runs=1, blocked_after=0.5).failure
+    assert failure.kind == "blocked"
+    assert failure.message.startswith("T0 waits for Event(")
+    assert "threads it does not control, which might, woke nobody within 0.5s" in failure.message
+    assert detsched.explore(deadlock, runs=1, blocked_after=0.5).failure.kind == "deadlock"  # with none
 
 
 def test_a_thread_running_user_code_outside_control_is_named_in_a_verified_report():

@@ -47,7 +47,7 @@ def _watch(sched: Scheduler) -> None:
     """Wait for the run to end; report a thread that stops reaching scheduling points."""
     last_steps, since = -1, real_monotonic()
     while not sched.ended.acquire(timeout=WATCH_INTERVAL):
-        if sched.steps != last_steps:
+        if sched.steps != last_steps or sched.waiting_outside:
             last_steps, since = sched.steps, real_monotonic()
         elif real_monotonic() - since > sched.limits.blocked_after:
             sched.fail_from_watchdog(detect.blocked_outside(sched.running, sched.limits.blocked_after))

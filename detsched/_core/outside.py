@@ -37,7 +37,8 @@ _allocate_lock = _thread.allocate_lock
 # Raw locks only: a run swaps threading's lock factory, and these serve threads in and out of runs.
 _outside_guard = _allocate_lock()
 _outside_waiters: list = []  # a raw lock per thread waiting outside control, released to wake it
-_detached_alive = 0  # Invariant: == number of detached threads not yet exited (guarded by _outside_guard)
+# Invariant: the OS threads of the detached threads not yet exited (guarded by _outside_guard).
+_detached: set[int] = set()
 
 
 class Escape(NamedTuple):
@@ -53,10 +54,15 @@ _real_threads = threading._active  # the threading module's own table of live th
 
 
 def watch(escapes: list[Escape] | None) -> None:
-    """Write what escapes control into ``escapes`` from now on (None: stop, the run ended)."""
-    global _escapes
+    """Write what escapes control into ``escapes`` from now on (None: stop, the run ended); called
+    by the run's controller, the caller's thread, which waits for the run meanwhile."""
+    global _escapes, _controller
     _escapes = escapes
+    _controller = _thread.get_ident()
     _uses.clear()
+
+
+_controller = 0  # the OS thread that called watch() last: not a thread running user code meanwhile
 
 
 # Invariant: what the threads outside control did to the run in progress's primitives, by thread
@@ -87,16 +93,33 @@ def used_outside(primitive, what: str) -> None:
             escapes.append(escape)
 
 
-def foreign_threads() -> list[Escape]:
-    """The threads alive now, besides the caller, that run user code outside control (a server
-    thread a fixture started, a thread of an earlier run let go): one line each."""
+def may_wake(run_threads: set[int]) -> bool:
+    """Whether code outside control may change the primitives of the run in progress, whose
+    threads run on the OS threads ``run_threads``: a thread outside control has used one, or
+    threads running user code are alive that were not let go by an earlier run (which hold that
+    run's primitives, not this one's)."""
+    return bool(_uses) or any(ident not in _detached and ident not in run_threads and ident != _controller
+                              for ident, _, _ in _running_user_code())
+
+
+def _running_user_code() -> list[tuple[int, threading.Thread, object]]:
+    """(OS thread, Thread, innermost user frame) of the threads alive now, besides the caller and
+    the threads of test tools, that run user code outside control, by name."""
     stacks = frames.thread_stacks()
     me = _thread.get_ident()
     found = []
     for ident, thread in sorted(_real_threads.items(), key=lambda item: item[1].name):
         user = frames.innermost_user_frame(stacks.get(ident)) if ident != me else None
-        if user is None:
-            continue  # the caller, or a test tool's thread
+        if user is not None:
+            found.append((ident, thread, user))
+    return found
+
+
+def foreign_threads() -> list[Escape]:
+    """The threads alive now, besides the caller, that run user code outside control (a server
+    thread a fixture started, a thread of an earlier run let go): one line each."""
+    found = []
+    for _, thread, user in _running_user_code():
         found.append(Escape(("thread", thread.name), f"thread {thread.name!r} was running before the run started (at "
                             f"{frames.innermost_user_location(user)}); detsched does not schedule it, so the "
                             "interleavings with it were not explored"))
@@ -105,20 +128,18 @@ def foreign_threads() -> list[Escape]:
 
 def detach(t: LogicalThread) -> bool:
     """Let ``t`` go on outside control when its run ends, unless too many such threads live."""
-    global _detached_alive
     with _outside_guard:
-        if _detached_alive >= MAX_DETACHED:
+        if len(_detached) >= MAX_DETACHED:
             return False
-        _detached_alive += 1
+        _detached.add(t.os_ident)
     t.detached = True
     return True
 
 
 def detached_exited(t: LogicalThread) -> None:
     """``t``, let go earlier, has ended."""
-    global _detached_alive
     with _outside_guard:
-        _detached_alive -= 1
+        _detached.discard(t.os_ident)
     changed_outside()  # whoever joins it outside control
 
 

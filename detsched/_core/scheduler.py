@@ -80,6 +80,7 @@ class Scheduler:
         # Invariant: winding_down implies self.failure is not None.
         self.winding_down = False  # after an uncaught exception: the others go on, unrecorded
         self.wound_down = 0  # steps made while winding down
+        self.waiting_outside = False  # for a change by threads detsched does not control
         self._races_found: tuple = ()  # the races of the run up to its failure, kept when winding down
         self.last_failed_poll: int | None = None  # step of the latest failed poll: retrying threads suggest a livelock
         self.ended = _allocate_lock()  # released once when the run ends
@@ -315,6 +316,12 @@ class Scheduler:
         then; ends the run when nobody can and nobody waits on time."""
         deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
                      and t.op.deadline > self.clock.monotonic()]
+        if not runnable and not self._ends_when_stuck() and outside.may_wake({t.os_ident for t in self.live}):
+            runnable = self._wait_for_outside(min(deadlines) - self.clock.monotonic() if deadlines else None)
+            if runnable:
+                return runnable
+            if not deadlines:
+                self._stuck(waited_outside=True)  # raises
         if deadlines:
             # Threads whose deadlines fall within TIMER_SLACK of the first wake up together, in
             # an order the strategy picks: a real OS wakes sleepers that close in either order.
@@ -324,6 +331,19 @@ class Scheduler:
         if not runnable:
             self._stuck()  # raises
         return runnable
+
+    def _wait_for_outside(self, gap: float | None) -> list[LogicalThread]:
+        """Nobody can run, but threads detsched does not control may be what everyone waits for (a
+        pool's result thread, started before the run, setting a Future). Wait for real, as the real runtime would, until one of them wakes somebody, for
+        the virtual ``gap`` until the next deadline or ``blocked_after`` seconds at most; then who
+        can run (nobody: virtual time passes, or the run is stuck, as without such threads)."""
+        limit = self.limits.blocked_after if gap is None else min(gap, self.limits.blocked_after)
+        self.waiting_outside = True  # the watchdog counts this as progress: the wait is bounded
+        try:
+            outside.wait_outside(lambda: any(self.can_run(t) for t in self.live), limit)
+        finally:
+            self.waiting_outside = False
+        return [t for t in self.live if self.can_run(t)]
 
     def out_of_steps(self, me: LogicalThread, spinning: bool, last: str = "", details: str = "") -> None:
         """Fail a run that reached ``max_steps`` (see ``detect.out_of_steps``)."""
@@ -421,14 +441,24 @@ class Scheduler:
 
     # ----------------------------------------------------------------- failures
 
-    def _stuck(self) -> None:
-        """Nothing can run and no thread waits on time: end the run, or report why it cannot end."""
-        blocked = list(self.live)
-        main_done = self.main is None or self.main.finished
-        if self.winding_down or main_done and (not self.report_leaks or all(t.daemon or t.idle for t in blocked)):
+    def _stuck(self, waited_outside: bool = False) -> None:
+        """Nothing can run and no thread waits on time: end the run, or report why it cannot end
+        (``waited_outside``: after threads outside control had their time to wake somebody)."""
+        if self._ends_when_stuck():
             self._end()
             raise RunAborted
-        self.fail(detect.stuck(blocked, main_done=main_done))
+        blocked = list(self.live)
+        if waited_outside:
+            self.fail(detect.waiting_on_outside(blocked, self.limits.blocked_after))
+        self.fail(detect.stuck(blocked, main_done=self.main is None or self.main.finished))
+
+    def _ends_when_stuck(self) -> bool:
+        """Whether a run in which nothing can run just ends, as a passing one does: it is winding
+        down, or its target returned and only daemon threads, idle pool workers or unreported
+        leaks are left."""
+        main_done = self.main is None or self.main.finished
+        return self.winding_down or main_done and (not self.report_leaks
+                                                   or all(t.daemon or t.idle for t in self.live))
 
     def fail(self, info: FailureInfo, *, raise_: bool = True, wind_down: bool = False) -> None:
         """End the run with ``info`` (the first failure wins); unwind the caller unless ``raise_`` is

@@ -1,5 +1,6 @@
 """Detectors over controlled threads: deadlocks (a wait-for cycle, or nothing able to run), lost
-wakeups, leaks, livelocks, runs longer than the step bound, and threads blocked outside control.
+wakeups, leaks, livelocks, runs longer than the step bound, and threads blocked outside control
+(in it, or waiting for it).
 
 Each is a check over the threads' states -- what each waits for, who holds what, what the
 primitives recorded (``MissedSignal``) -- that returns a ``FailureInfo`` or None, and changes
@@ -90,6 +91,16 @@ def _waiting(kind: str, chain: list[LogicalThread], cycle: bool = False) -> Fail
         parts.append(part)
     message = "; ".join(parts) + ("" if cycle else " (nothing can wake them)")
     return FailureInfo(kind, message, chain[0].label, stacks(chain), blocked=tuple(chain))
+
+
+def waiting_on_outside(blocked: list[LogicalThread], seconds: float) -> FailureInfo:
+    """Nothing controlled can wake ``blocked``, and code outside control, which might have, did
+    not in ``seconds``: it cannot be told from a deadlock, nor be waited for longer."""
+    info = _waiting("blocked", blocked)
+    info.message = (info.message.replace(" (nothing can wake them)", "") + ": nothing detsched controls can wake "
+                    f"them, and the threads it does not control, which might, woke nobody within {seconds:g}s "
+                    "(a deadlock, or a wait on code outside control)")
+    return info
 
 
 def stacks(threads: list[LogicalThread]) -> str:

@@ -1,6 +1,6 @@
 """The standard library's names that a run replaces: ``threading``, ``queue``, ``time`` and
-``concurrent.futures`` point at the controlled twins, ``os.fork`` and subprocesses are refused, and
-the real ``Thread`` class gets controlled methods. Calls from threads detsched does not control
+``concurrent.futures`` point at the controlled twins, ``os.fork``, subprocesses and child processes
+are refused, and the real ``Thread`` class gets controlled methods. Calls from threads detsched does not control
 (pytest's own, a watchdog) still reach the real functions: every patched function checks who calls."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import concurrent.futures
 import concurrent.futures.thread
 import os
 import queue
+import sys
 import threading
 import time
 
@@ -106,6 +107,26 @@ def _module_patches() -> list[tuple[object, str, object]]:
     for name, method in threads.THREAD_METHODS.items():
         patches.append((threading.Thread, name, method))
     return patches
+
+
+def loaded_module_patches() -> list[tuple[object, str, object]]:
+    """(owner, attribute, controlled value) for the stdlib modules a run patches only once loaded,
+    so that ``import detsched`` does not load them.
+
+    ``multiprocessing``: a process started through a forkserver that was running before the run
+    needs no fork or exec in this process, so only ``Process.start`` itself can refuse it (without
+    that, its real child runs outside control while controlled threads wait on its pipes)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is None:
+        return []
+    if not _LOADED_PATCHES:
+        start = process.BaseProcess.start
+        _LOADED_PATCHES.append((process.BaseProcess, "start", _unsupported("starting a child process", start)))
+    return _LOADED_PATCHES
+
+
+# Invariant: empty, or the patches of ``loaded_module_patches`` (made once, when first loaded).
+_LOADED_PATCHES: list[tuple[object, str, object]] = []
 
 
 def _real_values() -> dict[int, object]:

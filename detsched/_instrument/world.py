@@ -23,7 +23,7 @@ import threading
 from detsched._core.scheduler import Scheduler
 from detsched._detect.races import RaceDetector
 from detsched._instrument import accesses, rewrite
-from detsched._instrument.patches import MISSING, MODULE_PATCHES, REAL_TWINS
+from detsched._instrument.patches import MISSING, MODULE_PATCHES, REAL_TWINS, loaded_module_patches
 from detsched._instrument.scan import SCANS, Twins, current_value
 from detsched._primitives import sync, threads
 from detsched.schedule import Points
@@ -51,7 +51,7 @@ class World:
 
     def __enter__(self) -> World:
         try:
-            for owner, name, value in MODULE_PATCHES:
+            for owner, name, value in MODULE_PATCHES + loaded_module_patches():
                 self._set(owner, name, value)
             self._set(threading, "_counter", threads.fresh_name_counter())
             if self.accesses:

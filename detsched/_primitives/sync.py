@@ -22,6 +22,7 @@ from detsched.errors import DetschedUsageError
 
 
 _RealSemaphore = threading.Semaphore
+_main_thread_ident = threading.main_thread().ident  # runs pytest and the tests' fixtures
 _twinning = _thread._local()  # .active while the patcher turns real objects into twins for a run
 
 
@@ -60,12 +61,14 @@ def _outside(primitive, what: str) -> DetschedUsageError:
 
 
 def check_reachable(primitive, what: str) -> None:
-    """Refuse ``what`` (called from a thread detsched does not control) on a primitive that a thread
-    of an ended run was waiting in when the run ended: that thread is gone, so a put, set or notify
-    would reach nobody, and code waiting for its answer (a worker registry's ``stop()`` at a module
-    fixture's teardown) would wait for ever."""
+    """Refuse ``what`` (called from the process's main thread, outside control) on a primitive that
+    a thread of an ended run was waiting in when the run ended: that thread is gone, so a put, set
+    or notify would reach nobody, and code waiting for its answer (a worker registry's ``stop()`` at
+    a module fixture's teardown) would wait for ever, and the session with it. From a background
+    thread (a pool's result thread setting a Future whose waiter is gone) it goes through: the
+    error would kill a thread the library still needs, and only that thread could hang."""
     orphaned = getattr(primitive, "_ds_orphaned", None)
-    if orphaned is None:
+    if orphaned is None or _thread.get_ident() != _main_thread_ident:
         return
     raise DetschedUsageError(
         f"{primitive.label} was made during a detsched run that has ended; {orphaned} was waiting in it when "
