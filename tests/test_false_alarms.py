@@ -257,3 +257,41 @@ def spin():
 def test_the_other_threads_of_a_failed_run_go_on_for_a_bounded_number_of_steps():
     report = detsched.explore(a_failing_test_with_a_worker_that_never_ends, runs=5)
     assert report.failure is not None and report.failure.kind == "exception"
+
+
+class _Pool:
+    """pebble's thread pool, reduced: a manager thread looping on sleep while the pool is open, and
+    a join() that polls the manager's liveness between sleeps until the work is done."""
+
+    def __init__(self):
+        self.open, self.unfinished = True, 3
+        self.loops = (threading.Thread(target=self._manage),)
+        self.loops[0].start()
+
+    def _manage(self):
+        while self.open:
+            time.sleep(0.1)
+
+    @property
+    def active(self):
+        return all(loop.is_alive() for loop in self.loops)
+
+    def join(self):
+        while self.active:
+            if not self.unfinished:
+                break
+            self.unfinished -= 1
+            time.sleep(0.1)
+        self.open = False
+
+
+def test_a_join_polling_between_sleeps_is_not_starved_by_a_thread_looping_on_sleep():
+    # The join() thread is spinning at its liveness check, so virtual time passes when only it can
+    # run; the manager thread, woken by every jump, won every choice after it, and join() never
+    # took its next step: a false livelock.
+    def main():
+        pool = _Pool()
+        pool.join()
+        pool.loops[0].join()
+
+    assert detsched.explore(main, runs=200, max_steps=5_000).failure is None

@@ -312,8 +312,9 @@ class Scheduler:
 
     def _let_time_pass(self, runnable: list[LogicalThread]) -> list[LogicalThread]:
         """Every thread waits -- or only spins on polls, which burns time too: virtual time passes,
-        once, up to the next deadline, which may be what the spinners wait for. Returns who can run
-        then; ends the run when nobody can and nobody waits on time."""
+        once, up to the next deadline, which may be what the spinners wait for. Returns who runs
+        next: the spinners, else who can run then; ends the run when nobody can and nobody waits
+        on time."""
         deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
                      and t.op.deadline > self.clock.monotonic()]
         if not runnable and not self._ends_when_stuck() and outside.may_wake({t.os_ident for t in self.live}):
@@ -327,16 +328,21 @@ class Scheduler:
             # an order the strategy picks: a real OS wakes sleepers that close in either order.
             first = min(deadlines)
             self.clock.advance_to(max(d for d in deadlines if d <= first + TIMER_SLACK))
-            runnable = [t for t in self.live if self.can_run(t)]
+            # Spinners, ready before the jump, take the next step first, and give way to the
+            # threads it woke only at their next point: otherwise a thread woken by every jump (a
+            # pool's manager looping on sleep) wins every choice, and a spinner about to stop
+            # spinning (a join() polling between two sleeps) never takes its step.
+            runnable = runnable or [t for t in self.live if self.can_run(t)]
         if not runnable:
             self._stuck()  # raises
         return runnable
 
     def _wait_for_outside(self, gap: float | None) -> list[LogicalThread]:
         """Nobody can run, but threads detsched does not control may be what everyone waits for (a
-        pool's result thread, started before the run, setting a Future). Wait for real, as the real runtime would, until one of them wakes somebody, for
-        the virtual ``gap`` until the next deadline or ``blocked_after`` seconds at most; then who
-        can run (nobody: virtual time passes, or the run is stuck, as without such threads)."""
+        pool's result thread, started before the run, setting a Future). Wait for real, as the
+        real runtime would, until one of them wakes somebody, for the virtual ``gap`` until the next
+        deadline or ``blocked_after`` seconds at most; then who can run (nobody: virtual time
+        passes, or the run is stuck, as without such threads)."""
         limit = self.limits.blocked_after if gap is None else min(gap, self.limits.blocked_after)
         self.waiting_outside = True  # the watchdog counts this as progress: the wait is bounded
         try:
