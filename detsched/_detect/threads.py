@@ -24,7 +24,7 @@ def wait_cycle(me: LogicalThread, can_run: Callable[[LogicalThread], bool]) -> F
         if holder is None or holder.finished or can_run(t):
             return None
         if holder is me:
-            return _waiting("deadlock", chain, cycle=True)
+            return _waiting("deadlock", chain, why="")
         if holder in chain:
             return None
         chain.append(holder)
@@ -77,8 +77,9 @@ def missed_signal_message(missed: MissedSignal) -> str:
             f"before {waiter} started waiting (no {missed.nobody} was waiting then)")
 
 
-def _waiting(kind: str, chain: list[LogicalThread], cycle: bool = False) -> FailureInfo:
-    """``kind`` for threads that wait for each other (or for nothing that will come)."""
+def _waiting(kind: str, chain: list[LogicalThread], why: str = " (nothing can wake them)") -> FailureInfo:
+    """``kind`` for threads that wait for each other (``why`` empty: a cycle), or for nothing that
+    will come (``why`` says so)."""
     parts = []
     for t in sorted(chain, key=lambda t: (t.op.holder is None, t.tid)):  # lock holders first
         holder = t.op.holder() if t.op.holder is not None else None
@@ -89,18 +90,16 @@ def _waiting(kind: str, chain: list[LogicalThread], cycle: bool = False) -> Fail
             if holder is not None:
                 part += f" held by T{holder.tid}"
         parts.append(part)
-    message = "; ".join(parts) + ("" if cycle else " (nothing can wake them)")
+    message = "; ".join(parts) + why
     return FailureInfo(kind, message, chain[0].label, stacks(chain), blocked=tuple(chain))
 
 
 def waiting_on_outside(blocked: list[LogicalThread], seconds: float) -> FailureInfo:
     """Nothing controlled can wake ``blocked``, and code outside control, which might have, did
     not in ``seconds``: it cannot be told from a deadlock, nor be waited for longer."""
-    info = _waiting("blocked", blocked)
-    info.message = (info.message.replace(" (nothing can wake them)", "") + ": nothing detsched controls can wake "
-                    f"them, and the threads it does not control, which might, woke nobody within {seconds:g}s "
-                    "(a deadlock, or a wait on code outside control)")
-    return info
+    return _waiting("blocked", blocked, why=(
+        f": nothing detsched controls can wake them, and the threads it does not control, which might, woke "
+        f"nobody within {seconds:g}s (a deadlock, or a wait on code outside control)"))
 
 
 def stacks(threads: list[LogicalThread]) -> str:

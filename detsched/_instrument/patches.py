@@ -1,7 +1,8 @@
 """The standard library's names that a run replaces: ``threading``, ``queue``, ``time`` and
 ``concurrent.futures`` point at the controlled twins, ``os.fork``, subprocesses and child processes
-are refused, and the real ``Thread`` class gets controlled methods. Calls from threads detsched does not control
-(pytest's own, a watchdog) still reach the real functions: every patched function checks who calls."""
+are refused, and the real ``Thread`` class gets controlled methods. Calls from threads detsched
+does not control (pytest's own, a watchdog) still reach the real functions: every patched function
+checks who calls."""
 
 from __future__ import annotations
 
