@@ -28,7 +28,6 @@ def run(sched: Scheduler, main_thread, body: Callable[[], None]) -> ExecutionRes
     """Run ``body`` as T0 (``main_thread``) under ``sched``; return the frozen record of the run
     once every controlled thread is done, even if the controller is interrupted (Ctrl-C)."""
     cpus = _pin_to_one_cpu()
-    sched.execution.escapes += outside.foreign_threads()
     outside.watch(sched.execution.escapes)
     try:
         sched.main = sched.spawn(main_thread, "MainThread", False, body)

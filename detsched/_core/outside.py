@@ -10,8 +10,9 @@ instead leaves the primitive it waited in marked (``orphan``): nothing outside m
 A thread outside control that works on a primitive of the run *while the run is in progress* (a
 background thread started before it, a thread of an earlier run let go) is an escape: its steps are
 not scheduled, so the interleavings with it are not explored. ``used_outside`` writes each such use
-into the record of the run in progress (``watch``), and ``foreign_threads`` lists, when a run
-starts, the threads running user code that detsched does not control.
+into the record of the run in progress, which ``watch`` starts with the threads running user code
+that detsched does not control when the run starts; ``may_wake`` tells the scheduler whether any
+of them may be what its threads wait for.
 
 These are process-wide by nature: let-go threads outlive the run that made them.
 """
@@ -54,15 +55,24 @@ _real_threads = threading._active  # the threading module's own table of live th
 
 
 def watch(escapes: list[Escape] | None) -> None:
-    """Write what escapes control into ``escapes`` from now on (None: stop, the run ended); called
-    by the run's controller, the caller's thread, which waits for the run meanwhile."""
-    global _escapes, _controller
-    _escapes = escapes
-    _controller = _thread.get_ident()
+    """Write what escapes control into ``escapes`` from now on, starting with the threads alive now,
+    besides the caller, that run user code outside control (a server thread a fixture started, a
+    thread of an earlier run let go), one line each; None: stop, the run ended."""
+    global _escapes, _others_alive
     _uses.clear()
+    _others_alive = False
+    if escapes is not None:
+        for ident, thread, user in _running_user_code():
+            escapes.append(Escape(("thread", thread.name), f"thread {thread.name!r} was running before the run "
+                                  f"started (at {frames.innermost_user_location(user)}); detsched does not "
+                                  "schedule it, so the interleavings with it were not explored"))
+            _others_alive = _others_alive or ident not in _detached
+    _escapes = escapes
 
 
-_controller = 0  # the OS thread that called watch() last: not a thread running user code meanwhile
+# Invariant: whether threads running user code outside control, not let go by an earlier run, were
+# alive when the run in progress started (False between runs).
+_others_alive = False
 
 
 # Invariant: what the threads outside control did to the run in progress's primitives, by thread
@@ -93,18 +103,16 @@ def used_outside(primitive, what: str) -> None:
             escapes.append(escape)
 
 
-def may_wake(run_threads: set[int]) -> bool:
-    """Whether code outside control may change the primitives of the run in progress, whose
-    threads run on the OS threads ``run_threads``: a thread outside control has used one, or
-    threads running user code are alive that were not let go by an earlier run (which hold that
-    run's primitives, not this one's)."""
-    return bool(_uses) or any(ident not in _detached and ident not in run_threads and ident != _controller
-                              for ident, _, _ in _running_user_code())
+def may_wake() -> bool:
+    """Whether code outside control may change the primitives of the run in progress: a thread
+    outside control has used one, or threads running user code were alive when it started, not
+    counting those let go by earlier runs (they hold those runs' primitives, not this one's)."""
+    return _others_alive or bool(_uses)
 
 
 def _running_user_code() -> list[tuple[int, threading.Thread, object]]:
     """(OS thread, Thread, innermost user frame) of the threads alive now, besides the caller and
-    the threads of test tools, that run user code outside control, by name."""
+    the threads of test tools, that run user code, by name."""
     stacks = frames.thread_stacks()
     me = _thread.get_ident()
     found = []
@@ -112,17 +120,6 @@ def _running_user_code() -> list[tuple[int, threading.Thread, object]]:
         user = frames.innermost_user_frame(stacks.get(ident)) if ident != me else None
         if user is not None:
             found.append((ident, thread, user))
-    return found
-
-
-def foreign_threads() -> list[Escape]:
-    """The threads alive now, besides the caller, that run user code outside control (a server
-    thread a fixture started, a thread of an earlier run let go): one line each."""
-    found = []
-    for _, thread, user in _running_user_code():
-        found.append(Escape(("thread", thread.name), f"thread {thread.name!r} was running before the run started (at "
-                            f"{frames.innermost_user_location(user)}); detsched does not schedule it, so the "
-                            "interleavings with it were not explored"))
     return found
 
 

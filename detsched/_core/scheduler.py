@@ -317,7 +317,7 @@ class Scheduler:
         on time."""
         deadlines = [t.op.deadline for t in self.live if t.op.deadline is not None
                      and t.op.deadline > self.clock.monotonic()]
-        if not runnable and not self._ends_when_stuck() and outside.may_wake({t.os_ident for t in self.live}):
+        if not runnable and not self._ends_when_stuck() and outside.may_wake():
             runnable = self._wait_for_outside(min(deadlines) - self.clock.monotonic() if deadlines else None)
             if runnable:
                 return runnable
